@@ -1,0 +1,77 @@
+/**
+ * Configuration of the gossip layer (rings/gossip.ts): the knobs, their defaults, and the checks
+ * that reject combinations which could not work as documented.
+ */
+import { ITEM_OVERHEAD_BYTES } from "./broadcast-queue.ts";
+
+/** Tuning of the gossip layer. Durations in ms, sizes in bytes or items. */
+export interface GossipConfig {
+  /** Peers each message is pushed to, eagerly and per gossip tick. */
+  fanout: number;
+  /** Period of the lazy (queued) gossip round. */
+  gossipIntervalMs: number;
+  /** Multiplier on ceil(log10(N + 1)) giving each broadcast's total transmit count. */
+  retransmitMult: number;
+  /** Hops a locally published message starts with; a receiver forwards with one less, none at 0. */
+  maxHops: number;
+  /** Period of the digest exchange with one random peer. */
+  antiEntropyIntervalMs: number;
+  /** Envelopes kept for anti-entropy, at most. */
+  historyLimit: number;
+  /** How long an envelope is kept for anti-entropy: the longest partition that heals fully. */
+  historyTtlMs: number;
+  /** Ids remembered as seen, at most. Must be >= historyLimit. */
+  seenLimit: number;
+  /** How long an id is remembered as seen. Must be >= historyTtlMs, or anti-entropy re-delivers. */
+  seenTtlMs: number;
+  /** Byte budget of one outgoing frame of items. */
+  maxFrameBytes: number;
+  /** Item budget of one outgoing frame. */
+  maxFrameItems: number;
+  /** Ids in one digest and honoured from one digest or want (bounds work per message received). */
+  maxDigestIds: number;
+  /** Hops given to envelopes sent in answer to a want (see the file comment). */
+  repairHops: number;
+  /** Broadcasts waiting in the queue, at most. */
+  maxQueuedBroadcasts: number;
+}
+
+/** Defaults for a LAN mesh of up to a few thousand nodes. */
+export function defaultGossipConfig(): GossipConfig {
+  return {
+    fanout: 3,
+    gossipIntervalMs: 200,
+    retransmitMult: 4,
+    maxHops: 12,
+    antiEntropyIntervalMs: 1_000,
+    historyLimit: 1_024,
+    historyTtlMs: 10 * 60_000,
+    seenLimit: 65_536,
+    seenTtlMs: 30 * 60_000,
+    maxFrameBytes: 1_400,
+    maxFrameItems: 64,
+    maxDigestIds: 256,
+    repairHops: 12,
+    maxQueuedBroadcasts: 1_024,
+  };
+}
+
+/** A configuration that cannot work as documented. */
+export class InvalidGossipConfigError extends Error {
+  override readonly name = "InvalidGossipConfigError";
+}
+
+/** Throws InvalidGossipConfigError when limits contradict each other. */
+export function validateGossipConfig(c: GossipConfig): void {
+  const fail = (why: string) => {
+    throw new InvalidGossipConfigError(why);
+  };
+  for (const key of Object.keys(c) as (keyof GossipConfig)[]) {
+    if (!(c[key] >= 0) || !Number.isFinite(c[key])) fail(`${key} must be a finite number >= 0`);
+  }
+  if (c.fanout < 1) fail("fanout must be >= 1");
+  if (c.gossipIntervalMs <= 0 || c.antiEntropyIntervalMs <= 0) fail("intervals must be > 0");
+  if (c.seenTtlMs < c.historyTtlMs) fail("seenTtlMs must be >= historyTtlMs");
+  if (c.seenLimit < c.historyLimit) fail("seenLimit must be >= historyLimit");
+  if (c.maxFrameItems < 1 || c.maxFrameBytes <= ITEM_OVERHEAD_BYTES) fail("frames must hold an item");
+}

@@ -1,0 +1,359 @@
+/**
+ * Epidemic broadcast with anti-entropy, as a pure state machine: `(event, nowMs) → actions`.
+ *
+ * Dissemination has three layers, fastest first:
+ * 1. Eager push: on publish and on first acceptance, the envelope goes at once to `fanout` random
+ *    peers (never back to the peer it came from) with one hop less. A message crosses the mesh in
+ *    about log_fanout(N) network latencies instead of waiting a gossip tick at every hop.
+ * 2. Lazy push: the message also joins the transmit-limited broadcast queue; every gossip tick sends
+ *    queued items to `fanout` random peers, and SWIM messages piggyback them, until each has been
+ *    sent retransmitMult × ceil(log10(N + 1)) times in all (the eager sends count). This covers loss.
+ * 3. Anti-entropy: a bounded history of recent envelopes; every `antiEntropyIntervalMs` a digest of
+ *    held ids goes to one random peer, which answers with the ids it lacks (`want`) and receives them.
+ *    Repaired envelopes travel with `repairHops` hops, so the receiver floods them on into its side
+ *    of the mesh: after a partition heals, one crossing per message suffices, and both sides learn
+ *    from each other because every node digests to random peers of either side.
+ *
+ * The runtime asks `hasSeen(id)` before verifying anything and reports only verified messages as
+ * `accepted`, so unverified bytes never enter the seen-set. No clock reads, no I/O, no Math.random.
+ */
+import { type BroadcastItem, type BroadcastPriority, BroadcastQueue, itemBytes } from "./broadcast-queue.ts";
+import { type GossipConfig, validateGossipConfig } from "./gossip-config.ts";
+import { type Rng, randomInt, shuffle } from "./rng.ts";
+import { SeenSet } from "./seen-set.ts";
+
+export type { BroadcastItem, BroadcastPriority } from "./broadcast-queue.ts";
+export {
+  defaultGossipConfig,
+  type GossipConfig,
+  InvalidGossipConfigError,
+  validateGossipConfig,
+} from "./gossip-config.ts";
+
+/** Inputs to the machine. `peers` replaces the set of live members (from membership). */
+export type GossipEvent =
+  | { type: "tick" }
+  | { type: "peers"; peers: string[] }
+  | { type: "publish"; id: string; envelope: Uint8Array; priority: BroadcastPriority }
+  | {
+      type: "accepted";
+      id: string;
+      envelope: Uint8Array;
+      hops: number;
+      from: string | null;
+      priority: BroadcastPriority;
+    }
+  | { type: "digest"; from: string; ids: string[] }
+  | { type: "want"; from: string; ids: string[] };
+
+/** Outputs the runtime carries out. */
+export type GossipAction =
+  | { type: "send"; to: string; items: BroadcastItem[] }
+  | { type: "send-digest"; to: string; ids: string[] }
+  | { type: "send-want"; to: string; ids: string[] };
+
+/** Counters, for metrics and tests. */
+export interface GossipStats {
+  peers: number;
+  seen: number;
+  seenEvicted: number;
+  history: number;
+  queued: number;
+  queuedMembership: number;
+  queueDropped: number;
+  published: number;
+  accepted: number;
+  /** `accepted`/`publish` for an id already seen (the runtime should have dropped it). */
+  duplicateAccepts: number;
+  eagerItemsSent: number;
+  lazyItemsSent: number;
+  digestsSent: number;
+  wantedIds: number;
+  repairedItemsSent: number;
+  /** Wanted ids no longer in the history. */
+  wantMisses: number;
+  /** Envelopes too big for one frame: pushed eagerly, never queued. */
+  oversize: number;
+}
+
+interface HistoryEntry {
+  readonly envelope: Uint8Array;
+  readonly priority: BroadcastPriority;
+  readonly expiresAtMs: number;
+}
+
+/** One node's gossip state machine. */
+export class Gossip {
+  private peers: string[] = [];
+  private readonly seen: SeenSet;
+  private readonly history = new Map<string, HistoryEntry>();
+  private readonly queue: BroadcastQueue;
+  /** Ids asked for and not yet received → when to give up waiting (so two digests don't ask twice). */
+  private readonly pendingWants = new Map<string, number>();
+  private nextGossipAtMs: number | undefined;
+  private nextAntiEntropyAtMs: number | undefined;
+  private digestCursor = 0;
+  private readonly counters = {
+    published: 0,
+    accepted: 0,
+    duplicateAccepts: 0,
+    eagerItemsSent: 0,
+    lazyItemsSent: 0,
+    digestsSent: 0,
+    wantedIds: 0,
+    repairedItemsSent: 0,
+    wantMisses: 0,
+    oversize: 0,
+  };
+
+  constructor(
+    private readonly self: string,
+    private readonly config: GossipConfig,
+    private readonly rng: Rng,
+  ) {
+    validateGossipConfig(config);
+    this.seen = new SeenSet(config.seenLimit, config.seenTtlMs);
+    this.queue = new BroadcastQueue({
+      retransmitMult: config.retransmitMult,
+      numNodes: () => this.peers.length + 1,
+      maxQueued: config.maxQueuedBroadcasts,
+    });
+  }
+
+  /** Whether `id` was already accepted or published: one hash lookup, before any signature check. */
+  hasSeen(id: string): boolean {
+    return this.seen.has(id);
+  }
+
+  /** Feeds one event; returns what to send. */
+  handle(event: GossipEvent, nowMs: number): GossipAction[] {
+    switch (event.type) {
+      case "tick":
+        return this.tick(nowMs);
+      case "peers":
+        this.peers = [...new Set(event.peers)].filter((p) => p !== this.self);
+        return [];
+      case "publish":
+        if (!this.remember(event.id, event.envelope, event.priority, nowMs)) return [];
+        this.counters.published++;
+        return this.disseminate(event.id, event.envelope, this.config.maxHops, null, event.priority);
+      case "accepted":
+        if (!this.remember(event.id, event.envelope, event.priority, nowMs)) return [];
+        this.counters.accepted++;
+        return this.disseminate(event.id, event.envelope, event.hops - 1, event.from, event.priority);
+      case "digest":
+        return this.onDigest(event.from, event.ids, nowMs);
+      case "want":
+        return this.onWant(event.from, event.ids);
+    }
+  }
+
+  /** When the runtime should next send a `tick` (absolute ms; 0 before the first tick). */
+  nextWakeMs(): number {
+    if (this.nextGossipAtMs === undefined || this.nextAntiEntropyAtMs === undefined) return 0;
+    return Math.min(this.nextGossipAtMs, this.nextAntiEntropyAtMs);
+  }
+
+  /** Queued items to ride on a SWIM message; each counts as one transmit. */
+  piggyback(maxBytes: number, maxItems: number, _nowMs: number): BroadcastItem[] {
+    const items = this.queue.take(maxBytes, maxItems).map(({ envelope, hops }) => ({ envelope, hops }));
+    this.counters.lazyItemsSent += items.length;
+    return items;
+  }
+
+  /** A snapshot of the counters and sizes. */
+  stats(): GossipStats {
+    return {
+      ...this.counters,
+      peers: this.peers.length,
+      seen: this.seen.size,
+      seenEvicted: this.seen.evicted,
+      history: this.history.size,
+      queued: this.queue.size(),
+      queuedMembership: this.queue.size("membership"),
+      queueDropped: this.queue.dropped,
+    };
+  }
+
+  /** Marks seen and keeps for anti-entropy; false if it was already seen. */
+  private remember(id: string, envelope: Uint8Array, priority: BroadcastPriority, nowMs: number): boolean {
+    this.pendingWants.delete(id);
+    if (this.seen.has(id)) {
+      this.counters.duplicateAccepts++;
+      return false;
+    }
+    this.seen.add(id, nowMs);
+    this.history.set(id, { envelope, priority, expiresAtMs: nowMs + this.config.historyTtlMs });
+    this.pruneHistory(nowMs);
+    return true;
+  }
+
+  /** Eager push to `fanout` peers other than `from`, then queue for lazy gossip. */
+  private disseminate(
+    id: string,
+    envelope: Uint8Array,
+    hops: number,
+    from: string | null,
+    priority: BroadcastPriority,
+  ): GossipAction[] {
+    if (hops <= 0) return [];
+    const targets = this.samplePeers(this.config.fanout, from);
+    const actions: GossipAction[] = targets.map((to) => ({ type: "send", to, items: [{ envelope, hops }] }));
+    this.counters.eagerItemsSent += targets.length;
+    if (itemBytes({ envelope, hops }) > this.config.maxFrameBytes) this.counters.oversize++;
+    else this.queue.enqueue({ id, envelope, hops, priority }, targets.length);
+    return actions;
+  }
+
+  private tick(nowMs: number): GossipAction[] {
+    this.seen.prune(nowMs);
+    this.pruneHistory(nowMs);
+    for (const [id, expiresAtMs] of this.pendingWants) {
+      if (expiresAtMs > nowMs) break;
+      this.pendingWants.delete(id);
+    }
+    if (this.nextGossipAtMs === undefined || this.nextAntiEntropyAtMs === undefined) {
+      // A random phase, so that nodes started together do not gossip in lockstep.
+      this.nextGossipAtMs = nowMs + randomInt(this.rng, this.config.gossipIntervalMs);
+      this.nextAntiEntropyAtMs = nowMs + randomInt(this.rng, this.config.antiEntropyIntervalMs);
+    }
+    const actions: GossipAction[] = [];
+    if (nowMs >= this.nextGossipAtMs) {
+      this.nextGossipAtMs = nextDue(this.nextGossipAtMs, this.config.gossipIntervalMs, nowMs);
+      actions.push(...this.gossipRound());
+    }
+    if (nowMs >= this.nextAntiEntropyAtMs) {
+      this.nextAntiEntropyAtMs = nextDue(this.nextAntiEntropyAtMs, this.config.antiEntropyIntervalMs, nowMs);
+      const to = this.samplePeers(1, null)[0];
+      const ids = this.digestIds();
+      if (to !== undefined && ids.length > 0) {
+        this.counters.digestsSent++;
+        actions.push({ type: "send-digest", to, ids });
+      }
+    }
+    return actions;
+  }
+
+  /** memberlist's gossip(): a separate take for each of `fanout` peers, each counting a transmit. */
+  private gossipRound(): GossipAction[] {
+    const actions: GossipAction[] = [];
+    for (const to of this.samplePeers(this.config.fanout, null)) {
+      const items = this.queue.take(this.config.maxFrameBytes, this.config.maxFrameItems);
+      if (items.length === 0) break;
+      this.counters.lazyItemsSent += items.length;
+      actions.push({ type: "send", to, items: items.map(({ envelope, hops }) => ({ envelope, hops })) });
+    }
+    return actions;
+  }
+
+  /**
+   * Up to maxDigestIds ids: the newest half always (recent loss is the common case), the other half a
+   * window rotating over the older ones, so that a long partition is caught up on in full too.
+   */
+  private digestIds(): string[] {
+    const max = this.config.maxDigestIds;
+    const ids = [...this.history.keys()]; // oldest first
+    if (ids.length <= max) return ids.reverse();
+    const newestCount = Math.ceil(max / 2);
+    const older = ids.slice(0, ids.length - newestCount);
+    const digest = ids.slice(ids.length - newestCount).reverse();
+    const windowCount = Math.min(max - newestCount, older.length);
+    for (let i = 0; i < windowCount; i++) {
+      digest.push(older[(this.digestCursor + i) % older.length] as string);
+    }
+    this.digestCursor = (this.digestCursor + windowCount) % older.length;
+    return digest;
+  }
+
+  private onDigest(from: string, ids: string[], nowMs: number): GossipAction[] {
+    const wanted: string[] = [];
+    for (const id of ids.slice(0, this.config.maxDigestIds)) {
+      if (this.seen.has(id) || (this.pendingWants.get(id) ?? 0) > nowMs) continue;
+      wanted.push(id);
+      this.pendingWants.delete(id);
+      this.pendingWants.set(id, nowMs + this.config.antiEntropyIntervalMs);
+    }
+    while (this.pendingWants.size > this.config.maxDigestIds * 4) {
+      const oldest = this.pendingWants.keys().next();
+      if (oldest.done) break;
+      this.pendingWants.delete(oldest.value);
+    }
+    if (wanted.length === 0) return [];
+    this.counters.wantedIds += wanted.length;
+    return [{ type: "send-want", to: from, ids: wanted }];
+  }
+
+  private onWant(from: string, ids: string[]): GossipAction[] {
+    const held: { priority: BroadcastPriority; item: BroadcastItem }[] = [];
+    for (const id of new Set(ids.slice(0, this.config.maxDigestIds))) {
+      const entry = this.history.get(id);
+      if (!entry) {
+        this.counters.wantMisses++;
+        continue;
+      }
+      held.push({
+        priority: entry.priority,
+        item: { envelope: entry.envelope, hops: this.config.repairHops },
+      });
+    }
+    // Membership first (stable sort keeps the requested order within a lane).
+    held.sort((a, b) => (a.priority === b.priority ? 0 : a.priority === "membership" ? -1 : 1));
+    const frames = packFrames(
+      held.map((h) => h.item),
+      this.config.maxFrameBytes,
+      this.config.maxFrameItems,
+    );
+    this.counters.repairedItemsSent += held.length;
+    return frames.map((items) => ({ type: "send", to: from, items }));
+  }
+
+  private pruneHistory(nowMs: number): void {
+    for (const [id, entry] of this.history) {
+      if (entry.expiresAtMs > nowMs && this.history.size <= this.config.historyLimit) break;
+      this.history.delete(id);
+    }
+  }
+
+  /** Up to `count` distinct random peers, never `exclude`. */
+  private samplePeers(count: number, exclude: string | null): string[] {
+    const peers = this.peers;
+    if (peers.length <= count * 3) {
+      return shuffle(
+        this.rng,
+        peers.filter((p) => p !== exclude),
+      ).slice(0, count);
+    }
+    // Many peers: rejection sampling is O(count) instead of copying the whole list.
+    const picked = new Set<string>();
+    while (picked.size < count) {
+      const peer = peers[randomInt(this.rng, peers.length)] as string;
+      if (peer !== exclude) picked.add(peer);
+    }
+    return [...picked];
+  }
+}
+
+/** The next due time after `dueMs`, skipping missed periods instead of bursting to catch up. */
+function nextDue(dueMs: number, periodMs: number, nowMs: number): number {
+  const next = dueMs + periodMs;
+  return next > nowMs ? next : nowMs + periodMs;
+}
+
+/** Greedily packs items into frames of at most `maxBytes`/`maxItems`; an oversize item goes alone. */
+export function packFrames(items: BroadcastItem[], maxBytes: number, maxItems: number): BroadcastItem[][] {
+  const frames: BroadcastItem[][] = [];
+  let frame: BroadcastItem[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = itemBytes(item);
+    if (frame.length > 0 && (bytes + size > maxBytes || frame.length >= maxItems)) {
+      frames.push(frame);
+      frame = [];
+      bytes = 0;
+    }
+    frame.push(item);
+    bytes += size;
+  }
+  if (frame.length > 0) frames.push(frame);
+  return frames;
+}
