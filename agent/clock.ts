@@ -55,7 +55,7 @@ export function systemClock(): Clock {
     now: () => Date.now(),
     setTimer(delayMs, fn) {
       const id = nextId++;
-      const safeDelayMs = delayMs > 0 ? delayMs : 0; // also maps NaN to 0
+      const safeDelayMs = Math.max(delayMs || 0, 0); // NaN counts as 0
       arm(id, Date.now() + safeDelayMs, fn);
       return id;
     },

@@ -88,7 +88,7 @@ export class VirtualClock implements Clock {
   /** Run `fn` once at `now() + delayMs`; negative or NaN delays count as 0. */
   setTimer(delayMs: number, fn: () => void): TimerId {
     const slot = this.#allocSlot();
-    this.#dueMs[slot] = this.#nowMs + (delayMs > 0 ? delayMs : 0);
+    this.#dueMs[slot] = this.#nowMs + Math.max(delayMs || 0, 0);
     this.#order[slot] = this.#seq++;
     this.#fns[slot] = fn;
     const pos = this.#size++;
@@ -140,7 +140,7 @@ export class VirtualClock implements Clock {
 
   /** `runUntil(now() + ms)`. Returns the number of timers fired. */
   advance(ms: number): number {
-    return this.runUntil(this.#nowMs + (ms > 0 ? ms : 0));
+    return this.runUntil(this.#nowMs + Math.max(ms || 0, 0));
   }
 
   /**
