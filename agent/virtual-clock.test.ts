@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { randomInt, seededRng } from "../rings/rng.ts";
+import { systemClock } from "./clock.ts";
 import { EventBudgetExceededError, VirtualClock } from "./virtual-clock.ts";
 
 describe("VirtualClock", () => {
@@ -183,5 +184,43 @@ describe("VirtualClock", () => {
     expect(fired).toBe(100_000);
     expect(ordered).toBe(true);
     expect(clock.pending).toBe(0);
+  });
+});
+
+// systemClock is tested here too: agent/clock.ts has no test file of its own.
+describe("systemClock", () => {
+  it("reads the wall clock and fires timers once", async () => {
+    const clock = systemClock();
+    expect(Math.abs(clock.now() - Date.now())).toBeLessThan(1_000);
+    const fired = await new Promise<number>((resolve) => {
+      clock.setTimer(1, () => resolve(clock.now()));
+    });
+    expect(fired).toBeGreaterThan(0);
+  });
+
+  it("clearTimer cancels; unknown ids are ignored", async () => {
+    const clock = systemClock();
+    let cancelled = 0;
+    const id = clock.setTimer(5, () => cancelled++);
+    clock.clearTimer(id);
+    clock.clearTimer(id);
+    clock.clearTimer(987_654);
+    // A later timer on the same clock is the barrier: Node fires 5 ms before 20 ms.
+    await new Promise<void>((resolve) => clock.setTimer(20, resolve));
+    expect(cancelled).toBe(0);
+  });
+
+  it("fires zero and negative delays in the order set", async () => {
+    const clock = systemClock();
+    const seen: number[] = [];
+    await new Promise<void>((resolve) => {
+      clock.setTimer(0, () => seen.push(1));
+      clock.setTimer(-3, () => seen.push(2));
+      clock.setTimer(Number.NaN, () => {
+        seen.push(3);
+        resolve();
+      });
+    });
+    expect(seen).toEqual([1, 2, 3]);
   });
 });
