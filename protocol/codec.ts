@@ -36,6 +36,7 @@ export class Writer {
     this.view = new DataView(this.buf.buffer);
   }
 
+  /** Grow if needed and return the offset of `n` new bytes. Callers must read `this.buf`/`this.view` after. */
   private reserve(n: number): number {
     const at = this.length;
     const need = at + n;
@@ -54,26 +55,30 @@ export class Writer {
   /** Write an unsigned 8-bit integer. */
   u8(v: number): this {
     checkUint(v, 0xff, "u8");
-    this.view.setUint8(this.reserve(1), v);
+    const at = this.reserve(1);
+    this.view.setUint8(at, v);
     return this;
   }
   /** Write an unsigned 16-bit integer. */
   u16(v: number): this {
     checkUint(v, 0xffff, "u16");
-    this.view.setUint16(this.reserve(2), v);
+    const at = this.reserve(2);
+    this.view.setUint16(at, v);
     return this;
   }
   /** Write an unsigned 32-bit integer. */
   u32(v: number): this {
     checkUint(v, 0xffffffff, "u32");
-    this.view.setUint32(this.reserve(4), v);
+    const at = this.reserve(4);
+    this.view.setUint32(at, v);
     return this;
   }
   /** Write a signed 32-bit integer. */
   i32(v: number): this {
     if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
       throw new EncodeError(`i32 out of range: ${v}`);
-    this.view.setInt32(this.reserve(4), v);
+    const at = this.reserve(4);
+    this.view.setInt32(at, v);
     return this;
   }
   /** Write a non-negative safe integer as an unsigned 64-bit integer. */
@@ -87,14 +92,16 @@ export class Writer {
   /** Write exactly `length` bytes (a fixed-size field such as a key). */
   fixed(b: Uint8Array, length: number): this {
     if (b.length !== length) throw new EncodeError(`fixed field needs ${length} bytes, got ${b.length}`);
-    this.buf.set(b, this.reserve(length));
+    const at = this.reserve(length);
+    this.buf.set(b, at);
     return this;
   }
   /** Write u32 length + bytes; refuses more than `maxBytes`. */
   bytes(b: Uint8Array, maxBytes: number): this {
     if (b.length > maxBytes) throw new EncodeError(`bytes field of ${b.length} exceeds ${maxBytes}`);
     this.u32(b.length);
-    this.buf.set(b, this.reserve(b.length));
+    const at = this.reserve(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** Write u16 byte length + UTF-8; refuses more than `maxBytes` bytes. */
@@ -104,7 +111,8 @@ export class Writer {
       throw new EncodeError(`string of ${b.length} bytes exceeds ${maxBytes}`);
     }
     this.u16(b.length);
-    this.buf.set(b, this.reserve(b.length));
+    const at = this.reserve(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** Write u16 count + each item; refuses more than `maxItems`. */

@@ -10,4 +10,6 @@ export * from "./errors.ts";
 export * from "./frame.ts";
 export * from "./keys.ts";
 export * from "./limits.ts";
+export * from "./messages.ts";
+export * from "./schema.ts";
 export * from "./types.ts";

@@ -129,3 +129,73 @@ export interface Digest {
 export interface Want {
   readonly ids: readonly Uint8Array[];
 }
+
+/**
+ * Which nodes a command targets. Every present field must match (AND); an absent field matches all.
+ * New fields must be optional, so that an older agent reading a newer selector still refuses
+ * nothing it understands.
+ */
+export interface Selector {
+  /** Only nodes of this ring. */
+  readonly ring?: Ring;
+  /** Only these node keys. */
+  readonly nodes?: readonly PublicKey[];
+  /** Only nodes whose compartment starts with this path. */
+  readonly compartment?: readonly string[];
+  /** Only nodes carrying at least one of these tiers (OR). */
+  readonly tiers?: readonly string[];
+  /** Only nodes carrying every one of these tiers (AND). */
+  readonly labels?: readonly string[];
+}
+
+/** An operator's command, signed by the operator's key and relayed unchanged. */
+export interface Command {
+  readonly selector: Selector;
+  /** What to do, a label such as "exec" or "restart". */
+  readonly action: string;
+  readonly args: readonly string[];
+  /** NONCE_BYTES random bytes, so two identical commands have distinct ids. */
+  readonly nonce: Uint8Array;
+  readonly issuedAtMs: number;
+  /** Agents refuse the command at or after this time, and keep its id in the seen-set until then. */
+  readonly expiresMs: number;
+}
+
+/** A node's answer to a command, signed by the node. */
+export interface Result {
+  /** The command envelope's message id (MESSAGE_ID_BYTES). */
+  readonly commandId: Uint8Array;
+  readonly exitCode: number;
+  readonly stdout: Uint8Array;
+  readonly stderr: Uint8Array;
+  /** True when stdout or stderr was cut to fit MAX_OUTPUT_BYTES. */
+  readonly truncated: boolean;
+}
+
+/** A joiner's proof that it holds a token secret, without sending the secret. */
+export interface JoinRequest {
+  /** TOKEN_ID_BYTES naming the token. */
+  readonly tokenId: Uint8Array;
+  /** The key the joiner made for itself (also the envelope sender). */
+  readonly joinerKey: PublicKey;
+  /** MAC_BYTES: joinMac(secret, tokenId, joinerKey). */
+  readonly mac: Uint8Array;
+  /** The name the joiner asks for, a label. */
+  readonly name: string;
+}
+
+/** The issuer's answer to a JoinRequest: the joiner's certificate and the trust bundle. */
+export interface JoinResponse {
+  /** The joiner's certificate: an Announce envelope signed by the issuer. */
+  readonly certificate: Uint8Array;
+  /** Announce envelopes from the root-most down to the issuer's own certificate. */
+  readonly chain: readonly Uint8Array[];
+  /** Revoke envelopes currently in force. */
+  readonly revocations: readonly Uint8Array[];
+  /** Members known alive at the time of joining. */
+  readonly members: readonly Alive[];
+  /** Transport addresses to contact first. */
+  readonly peers: readonly string[];
+  /** The ring's channel secrets, sealed to the joiner's key (opaque here). */
+  readonly sealedSecrets: Uint8Array;
+}

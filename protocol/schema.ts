@@ -1,0 +1,153 @@
+/**
+ * Valibot schemas for every payload, applied after a payload is decoded (and before one is
+ * encoded): ranges, closed lists, label patterns, id lengths, time order. The byte codec checks
+ * sizes; these check meaning. A failure is a SchemaError.
+ */
+import * as v from "valibot";
+import { SchemaError } from "./errors.ts";
+import {
+  MAC_BYTES,
+  MAX_ADDR_BYTES,
+  MAX_ARG_BYTES,
+  MAX_BUNDLE_ENVELOPES,
+  MAX_BUNDLE_MEMBERS,
+  MAX_COMMAND_ARGS,
+  MAX_COMPARTMENT_DEPTH,
+  MAX_DIGEST_IDS,
+  MAX_ENVELOPE_BYTES,
+  MAX_OUTPUT_BYTES,
+  MAX_PAYLOAD_BYTES,
+  MAX_REASON_BYTES,
+  MAX_ROLES,
+  MAX_SEALED_BYTES,
+  MAX_SELECTOR_NODES,
+  MAX_TIERS,
+  MAX_TOPIC_BYTES,
+  MESSAGE_ID_BYTES,
+  NONCE_BYTES,
+  PUBLIC_KEY_BYTES,
+  TOKEN_ID_BYTES,
+} from "./limits.ts";
+import { MessageType, type Role } from "./types.ts";
+
+/** Labels (compartment parts, tiers, actions, names): lowercase, start alphanumeric, at most 63. */
+export const LABEL_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** The closed list of roles, in wire order. Append only. */
+export const ROLES: readonly Role[] = ["node", "issuer", "admin", "operator", "viewer"];
+
+const bytesOf = (n: number) => v.pipe(v.instance(Uint8Array), v.length(n));
+const bytesUpTo = (n: number) => v.pipe(v.instance(Uint8Array), v.maxLength(n));
+const key = bytesOf(PUBLIC_KEY_BYTES);
+const messageId = bytesOf(MESSAGE_ID_BYTES);
+const label = v.pipe(v.string(), v.regex(LABEL_PATTERN));
+const uint = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
+const u32 = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff));
+const ring = v.picklist([0, 1, 2] as const);
+const utf8Max = (n: number) => v.pipe(v.string(), v.maxBytes(n));
+const unique = <T>(items: readonly T[]) => new Set(items).size === items.length;
+const labels = (max: number) => v.pipe(v.array(label), v.maxLength(max), v.check(unique, "duplicate label"));
+
+const probe = v.object({ seq: u32, target: key });
+const alive = v.object({ node: key, incarnation: uint, addr: utf8Max(MAX_ADDR_BYTES) });
+const nodeIncarnation = v.object({ node: key, incarnation: uint });
+const idList = v.object({ ids: v.pipe(v.array(messageId), v.maxLength(MAX_DIGEST_IDS)) });
+
+const certificate = v.pipe(
+  v.object({
+    subject: key,
+    issuer: key,
+    ring,
+    roles: v.pipe(
+      v.array(v.picklist(ROLES)),
+      v.minLength(1),
+      v.maxLength(MAX_ROLES),
+      v.check(unique, "duplicate role"),
+    ),
+    compartment: v.pipe(v.array(label), v.maxLength(MAX_COMPARTMENT_DEPTH)),
+    tiers: labels(MAX_TIERS),
+    serial: uint,
+    notBeforeMs: uint,
+    expiresMs: uint,
+  }),
+  v.check((c) => c.expiresMs > c.notBeforeMs, "expiresMs must be after notBeforeMs"),
+);
+
+const command = v.pipe(
+  v.object({
+    selector: v.object({
+      ring: v.optional(ring),
+      nodes: v.optional(v.pipe(v.array(key), v.maxLength(MAX_SELECTOR_NODES))),
+      compartment: v.optional(v.pipe(v.array(label), v.maxLength(MAX_COMPARTMENT_DEPTH))),
+      tiers: v.optional(labels(MAX_TIERS)),
+      labels: v.optional(labels(MAX_TIERS)),
+    }),
+    action: label,
+    args: v.pipe(v.array(utf8Max(MAX_ARG_BYTES)), v.maxLength(MAX_COMMAND_ARGS)),
+    nonce: bytesOf(NONCE_BYTES),
+    issuedAtMs: uint,
+    expiresMs: uint,
+  }),
+  v.check((c) => c.expiresMs > c.issuedAtMs, "expiresMs must be after issuedAtMs"),
+);
+
+const envelopes = v.pipe(v.array(bytesUpTo(MAX_ENVELOPE_BYTES)), v.maxLength(MAX_BUNDLE_ENVELOPES));
+
+/** The schema of each message type's payload. */
+export const payloadSchemas = {
+  [MessageType.Announce]: certificate,
+  [MessageType.Revoke]: v.object({
+    subject: key,
+    issuer: key,
+    epoch: uint,
+    atMs: uint,
+    reason: utf8Max(MAX_REASON_BYTES),
+  }),
+  [MessageType.Ping]: probe,
+  [MessageType.PingReq]: probe,
+  [MessageType.Ack]: probe,
+  [MessageType.Nack]: probe,
+  [MessageType.Suspect]: nodeIncarnation,
+  [MessageType.Alive]: alive,
+  [MessageType.Dead]: nodeIncarnation,
+  [MessageType.Broadcast]: v.object({
+    topic: v.pipe(v.string(), v.minLength(1), v.maxBytes(MAX_TOPIC_BYTES)),
+    data: bytesUpTo(MAX_PAYLOAD_BYTES),
+  }),
+  [MessageType.Command]: command,
+  [MessageType.Result]: v.object({
+    commandId: messageId,
+    exitCode: v.pipe(v.number(), v.integer(), v.minValue(-0x80000000), v.maxValue(0x7fffffff)),
+    stdout: bytesUpTo(MAX_OUTPUT_BYTES),
+    stderr: bytesUpTo(MAX_OUTPUT_BYTES),
+    truncated: v.boolean(),
+  }),
+  [MessageType.JoinRequest]: v.object({
+    tokenId: bytesOf(TOKEN_ID_BYTES),
+    joinerKey: key,
+    mac: bytesOf(MAC_BYTES),
+    name: label,
+  }),
+  [MessageType.JoinResponse]: v.object({
+    certificate: bytesUpTo(MAX_ENVELOPE_BYTES),
+    chain: envelopes,
+    revocations: envelopes,
+    members: v.pipe(v.array(alive), v.maxLength(MAX_BUNDLE_MEMBERS)),
+    peers: v.pipe(v.array(utf8Max(MAX_ADDR_BYTES)), v.maxLength(MAX_BUNDLE_MEMBERS)),
+    sealedSecrets: bytesUpTo(MAX_SEALED_BYTES),
+  }),
+  [MessageType.Digest]: idList,
+  [MessageType.Want]: idList,
+} as const;
+
+/** Check `value` against the schema of `type`; throws SchemaError naming the first problems. */
+export function validatePayload(type: MessageType, value: unknown): void {
+  const result = v.safeParse(payloadSchemas[type], value);
+  if (!result.success) {
+    const detail = result.issues
+      .slice(0, 3)
+      .map((i) => `${v.getDotPath(i) ?? "(root)"}: ${i.message}`)
+      .join("; ");
+    throw new SchemaError(`payload of type ${type}: ${detail}`);
+  }
+}
