@@ -8,6 +8,7 @@
  * starve failure detection. The queue is bounded: past `maxQueued` it drops the application item
  * that has been sent the most (it has had its chance; anti-entropy still holds it).
  */
+import { FRAME_ITEM_OVERHEAD_BYTES } from "../protocol/index.ts";
 
 /** Which lane a broadcast travels in. Membership is always served first. */
 export type BroadcastPriority = "membership" | "app";
@@ -15,11 +16,8 @@ export type BroadcastPriority = "membership" | "app";
 /** Lanes in the order `take` serves them. */
 const PRIORITY_ORDER: readonly BroadcastPriority[] = ["membership", "app"];
 
-/**
- * Bytes a frame spends on each item besides the envelope itself (hop count + length prefix). Keep in
- * step with the frame codec in protocol/.
- */
-export const ITEM_OVERHEAD_BYTES = 5;
+/** Bytes a frame spends on each item besides the envelope itself (hop count + length prefix). */
+export const ITEM_OVERHEAD_BYTES = FRAME_ITEM_OVERHEAD_BYTES;
 
 /** What a frame carries for each item: the origin's envelope, untouched, and the hops left. */
 export interface BroadcastItem {

@@ -2,6 +2,13 @@
  * Configuration of the gossip layer (rings/gossip.ts): the knobs, their defaults, and the checks
  * that reject combinations which could not work as documented.
  */
+import {
+  FRAME_HEADER_BYTES,
+  MAX_DIGEST_IDS,
+  MAX_FRAME_BYTES,
+  MAX_FRAME_ITEMS,
+  MAX_HOPS,
+} from "../protocol/index.ts";
 import { ITEM_OVERHEAD_BYTES } from "./broadcast-queue.ts";
 
 /** Tuning of the gossip layer. Durations in ms, sizes in bytes or items. */
@@ -24,7 +31,7 @@ export interface GossipConfig {
   seenLimit: number;
   /** How long an id is remembered as seen. Must be >= historyTtlMs, or anti-entropy re-delivers. */
   seenTtlMs: number;
-  /** Byte budget of one outgoing frame of items. */
+  /** Byte budget of one outgoing frame, header included. */
   maxFrameBytes: number;
   /** Item budget of one outgoing frame. */
   maxFrameItems: number;
@@ -73,5 +80,12 @@ export function validateGossipConfig(c: GossipConfig): void {
   if (c.gossipIntervalMs <= 0 || c.antiEntropyIntervalMs <= 0) fail("intervals must be > 0");
   if (c.seenTtlMs < c.historyTtlMs) fail("seenTtlMs must be >= historyTtlMs");
   if (c.seenLimit < c.historyLimit) fail("seenLimit must be >= historyLimit");
-  if (c.maxFrameItems < 1 || c.maxFrameBytes <= ITEM_OVERHEAD_BYTES) fail("frames must hold an item");
+  if (c.maxFrameItems < 1 || c.maxFrameBytes <= FRAME_HEADER_BYTES + ITEM_OVERHEAD_BYTES) {
+    fail("frames must hold an item");
+  }
+  // What the wire format can carry (protocol/limits.ts).
+  if (c.maxHops > MAX_HOPS || c.repairHops > MAX_HOPS) fail(`hops must be <= ${MAX_HOPS}`);
+  if (c.maxFrameBytes > MAX_FRAME_BYTES) fail(`maxFrameBytes must be <= ${MAX_FRAME_BYTES}`);
+  if (c.maxFrameItems > MAX_FRAME_ITEMS) fail(`maxFrameItems must be <= ${MAX_FRAME_ITEMS}`);
+  if (c.maxDigestIds > MAX_DIGEST_IDS) fail(`maxDigestIds must be <= ${MAX_DIGEST_IDS}`);
 }

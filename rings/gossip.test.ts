@@ -84,6 +84,22 @@ describe("eager push", () => {
     expect(sends(runTicks(g, 0, 5_000))).toEqual([]);
   });
 
+  it("clamps a peer's hop count to its own maxHops", () => {
+    const g = node({ maxHops: 4 });
+    const out = sends(
+      g.handle({ type: "accepted", id: "m", envelope: env("m"), hops: 16, from: "p1", priority: "app" }, 0),
+    );
+    expect(out.every((s) => s.items[0]?.hops === 3)).toBe(true);
+  });
+
+  it("never sends to itself, and a new peers event replaces the old set", () => {
+    const g = node();
+    g.handle({ type: "peers", peers: ["self", "q1", "q2", "q2"] }, 0);
+    const out = sends(g.handle({ type: "publish", id: "m", envelope: env("m"), priority: "app" }, 0));
+    expect(out.map((s) => s.to).sort()).toEqual(["q1", "q2"]);
+    expect(g.stats().peers).toBe(2);
+  });
+
   it("ignores an id it has already seen", () => {
     const g = node();
     g.handle({ type: "publish", id: "m", envelope: env("m"), priority: "app" }, 0);
@@ -219,6 +235,9 @@ describe("config and framing", () => {
   it("refuses a seen-set that forgets before the history does", () => {
     const c = { ...defaultGossipConfig(), seenTtlMs: 1_000, historyTtlMs: 2_000 };
     expect(() => new Gossip("x", c, seededRng(1))).toThrow(InvalidGossipConfigError);
+    expect(() => new Gossip("x", { ...defaultGossipConfig(), maxHops: 17 }, seededRng(1))).toThrow(
+      InvalidGossipConfigError,
+    );
     expect(() => new Gossip("x", { ...defaultGossipConfig(), fanout: 0 }, seededRng(1))).toThrow(
       InvalidGossipConfigError,
     );

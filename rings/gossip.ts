@@ -17,6 +17,8 @@
  * The runtime asks `hasSeen(id)` before verifying anything and reports only verified messages as
  * `accepted`, so unverified bytes never enter the seen-set. No clock reads, no I/O, no Math.random.
  */
+
+import { FRAME_HEADER_BYTES } from "../protocol/index.ts";
 import { type BroadcastItem, type BroadcastPriority, BroadcastQueue, itemBytes } from "./broadcast-queue.ts";
 import { type GossipConfig, validateGossipConfig } from "./gossip-config.ts";
 import { type Rng, randomInt, shuffle } from "./rng.ts";
@@ -140,7 +142,14 @@ export class Gossip {
       case "accepted":
         if (!this.remember(event.id, event.envelope, event.priority, nowMs)) return [];
         this.counters.accepted++;
-        return this.disseminate(event.id, event.envelope, event.hops - 1, event.from, event.priority);
+        // Clamped: a peer cannot buy a message more reach than this node would give its own.
+        return this.disseminate(
+          event.id,
+          event.envelope,
+          Math.min(event.hops, this.config.maxHops) - 1,
+          event.from,
+          event.priority,
+        );
       case "digest":
         return this.onDigest(event.from, event.ids, nowMs);
       case "want":
@@ -154,7 +163,7 @@ export class Gossip {
     return Math.min(this.nextGossipAtMs, this.nextAntiEntropyAtMs);
   }
 
-  /** Queued items to ride on a SWIM message; each counts as one transmit. */
+  /** Queued items to ride on a SWIM message (`maxBytes` counts items only); each counts a transmit. */
   piggyback(maxBytes: number, maxItems: number, _nowMs: number): BroadcastItem[] {
     const items = this.queue.take(maxBytes, maxItems).map(({ envelope, hops }) => ({ envelope, hops }));
     this.counters.lazyItemsSent += items.length;
@@ -200,7 +209,7 @@ export class Gossip {
     const targets = this.samplePeers(this.config.fanout, from);
     const actions: GossipAction[] = targets.map((to) => ({ type: "send", to, items: [{ envelope, hops }] }));
     this.counters.eagerItemsSent += targets.length;
-    if (itemBytes({ envelope, hops }) > this.config.maxFrameBytes) this.counters.oversize++;
+    if (itemBytes({ envelope, hops }) > this.itemBudgetBytes()) this.counters.oversize++;
     else this.queue.enqueue({ id, envelope, hops, priority }, targets.length);
     return actions;
   }
@@ -238,7 +247,7 @@ export class Gossip {
   private gossipRound(): GossipAction[] {
     const actions: GossipAction[] = [];
     for (const to of this.samplePeers(this.config.fanout, null)) {
-      const items = this.queue.take(this.config.maxFrameBytes, this.config.maxFrameItems);
+      const items = this.queue.take(this.itemBudgetBytes(), this.config.maxFrameItems);
       if (items.length === 0) break;
       this.counters.lazyItemsSent += items.length;
       actions.push({ type: "send", to, items: items.map(({ envelope, hops }) => ({ envelope, hops })) });
@@ -300,11 +309,16 @@ export class Gossip {
     held.sort((a, b) => (a.priority === b.priority ? 0 : a.priority === "membership" ? -1 : 1));
     const frames = packFrames(
       held.map((h) => h.item),
-      this.config.maxFrameBytes,
+      this.itemBudgetBytes(),
       this.config.maxFrameItems,
     );
     this.counters.repairedItemsSent += held.length;
     return frames.map((items) => ({ type: "send", to: from, items }));
+  }
+
+  /** Bytes left for items in a frame of maxFrameBytes. */
+  private itemBudgetBytes(): number {
+    return this.config.maxFrameBytes - FRAME_HEADER_BYTES;
   }
 
   private pruneHistory(nowMs: number): void {
@@ -339,7 +353,10 @@ function nextDue(dueMs: number, periodMs: number, nowMs: number): number {
   return next > nowMs ? next : nowMs + periodMs;
 }
 
-/** Greedily packs items into frames of at most `maxBytes`/`maxItems`; an oversize item goes alone. */
+/**
+ * Greedily packs items into frames whose items take at most `maxBytes` (frame header not included)
+ * and `maxItems`; an oversize item goes alone.
+ */
 export function packFrames(items: BroadcastItem[], maxBytes: number, maxItems: number): BroadcastItem[][] {
   const frames: BroadcastItem[][] = [];
   let frame: BroadcastItem[] = [];
