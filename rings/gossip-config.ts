@@ -39,6 +39,8 @@ export interface GossipConfig {
   maxDigestIds: number;
   /** Hops given to envelopes sent in answer to a want (see the file comment). */
   repairHops: number;
+  /** Frames sent in answer to one want, at most: bounds what one small want can make us send. */
+  maxRepairFramesPerWant: number;
   /** Broadcasts waiting in the queue, at most. */
   maxQueuedBroadcasts: number;
 }
@@ -59,6 +61,7 @@ export function defaultGossipConfig(): GossipConfig {
     maxFrameItems: 64,
     maxDigestIds: 256,
     repairHops: 12,
+    maxRepairFramesPerWant: 16,
     maxQueuedBroadcasts: 1_024,
   };
 }
@@ -77,6 +80,7 @@ export function validateGossipConfig(c: GossipConfig): void {
     if (!(c[key] >= 0) || !Number.isFinite(c[key])) fail(`${key} must be a finite number >= 0`);
   }
   if (c.fanout < 1) fail("fanout must be >= 1");
+  if (c.maxRepairFramesPerWant < 1) fail("maxRepairFramesPerWant must be >= 1");
   if (c.gossipIntervalMs <= 0 || c.antiEntropyIntervalMs <= 0) fail("intervals must be > 0");
   if (c.seenTtlMs < c.historyTtlMs) fail("seenTtlMs must be >= historyTtlMs");
   if (c.seenLimit < c.historyLimit) fail("seenLimit must be >= historyLimit");

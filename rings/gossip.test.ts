@@ -206,6 +206,17 @@ describe("anti-entropy", () => {
     expect(g.stats().wantMisses).toBe(1);
   });
 
+  it("bounds what one want can make it send; the rest comes at a later want", () => {
+    const g = node({ maxRepairFramesPerWant: 2, maxFrameItems: 3 });
+    const ids = Array.from({ length: 10 }, (_, i) => `m${i}`);
+    for (const id of ids) g.handle({ type: "publish", id, envelope: env(id), priority: "app" }, 0);
+    const first = sends(g.handle({ type: "want", from: "p1", ids }, 1));
+    expect(first.map((s) => s.items.length)).toEqual([3, 3]);
+    expect(g.stats().repairTruncated).toBe(2);
+    const rest = sends(g.handle({ type: "want", from: "p1", ids: ids.slice(6) }, 2));
+    expect(rest.flatMap((s) => s.items)).toHaveLength(4);
+  });
+
   it("keeps a bounded history, by count and by age", () => {
     const g = node({ historyLimit: 5, historyTtlMs: 10_000, seenTtlMs: 20_000 });
     for (let i = 0; i < 20; i++) {

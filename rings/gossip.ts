@@ -76,6 +76,8 @@ export interface GossipStats {
   wantMisses: number;
   /** Envelopes too big for one frame: pushed eagerly, never queued. */
   oversize: number;
+  /** Frames left out of want answers by maxRepairFramesPerWant. */
+  repairTruncated: number;
 }
 
 interface HistoryEntry {
@@ -106,6 +108,7 @@ export class Gossip {
     repairedItemsSent: 0,
     wantMisses: 0,
     oversize: 0,
+    repairTruncated: 0,
   };
 
   constructor(
@@ -312,8 +315,11 @@ export class Gossip {
       this.itemBudgetBytes(),
       this.config.maxFrameItems,
     );
-    this.counters.repairedItemsSent += held.length;
-    return frames.map((items) => ({ type: "send", to: from, items }));
+    // The rest is asked for again at a later digest (the pending want expires after an interval).
+    const sent = frames.slice(0, this.config.maxRepairFramesPerWant);
+    this.counters.repairTruncated += frames.length - sent.length;
+    this.counters.repairedItemsSent += sent.reduce((n, items) => n + items.length, 0);
+    return sent.map((items) => ({ type: "send", to: from, items }));
   }
 
   /** Bytes left for items in a frame of maxFrameBytes. */
