@@ -41,6 +41,10 @@ export class TrailingBytesError extends DecodeError {
 export class InvalidUtf8Error extends DecodeError {
   override readonly reason = "invalid-utf8";
 }
+/** An envelope of one type was given where another was expected (e.g. a Ping as a certificate). */
+export class WrongTypeError extends DecodeError {
+  override readonly reason = "wrong-type";
+}
 /** A decoded value breaks a schema rule (range, pattern, closed list, length). */
 export class SchemaError extends DecodeError {
   override readonly reason = "schema-invalid";
@@ -86,6 +90,10 @@ export class IssuerNotAuthorizedError extends CertificateError {
 /** The issuer's key has been revoked. */
 export class IssuerRevokedError extends CertificateError {
   override readonly reason = "issuer-revoked";
+}
+/** The certificate's own subject has been revoked. */
+export class CertificateRevokedError extends CertificateError {
+  override readonly reason = "revoked";
 }
 /** The certificate's issuer field does not match the key that signed it or the previous link. */
 export class IssuerMismatchError extends CertificateError {

@@ -4,6 +4,8 @@
  * with schema validation, certificates, chains and revocations. Pure: no I/O, no clock reads (times
  * are parameters). Other folders import only this file. Byte layouts: docs/PROTOCOL.md.
  */
+
+export * from "./certificate.ts";
 export * from "./codec.ts";
 export * from "./envelope.ts";
 export * from "./errors.ts";
@@ -11,5 +13,6 @@ export * from "./frame.ts";
 export * from "./keys.ts";
 export * from "./limits.ts";
 export * from "./messages.ts";
+export * from "./revocation.ts";
 export * from "./schema.ts";
 export * from "./types.ts";
