@@ -1,0 +1,106 @@
+/**
+ * Membership configuration: defaults, validation, and the derived numbers other parts of the system
+ * plan with (gossip retransmissions, the failure-detection time bound).
+ */
+import type { MembershipConfig } from "./membership-types.ts";
+import { suspicionMinTimeoutMs } from "./suspicion.ts";
+
+/** A configuration that cannot work; `reason` names the broken constraint. */
+export class InvalidMembershipConfigError extends Error {
+  override readonly name = "InvalidMembershipConfigError";
+  constructor(readonly reason: string) {
+    super(`invalid membership config: ${reason}`);
+  }
+}
+
+/**
+ * memberlist's DefaultLANConfig: probe every 1 s, ack within 500 ms, 3 indirect checks, suspicion
+ * multiplier 4 (max ×6), awareness up to ×8, retransmit multiplier 4. `nackTimeoutMs` is 400 so a
+ * helper's nack reaches the requester before its 1 s interval ends on a LAN (see the field's doc).
+ */
+export function lanConfig(): MembershipConfig {
+  return {
+    probeIntervalMs: 1000,
+    probeTimeoutMs: 500,
+    nackTimeoutMs: 400,
+    indirectChecks: 3,
+    suspicionMult: 4,
+    suspicionMaxTimeoutMult: 6,
+    awarenessMaxMultiplier: 8,
+    retransmitMult: 4,
+  };
+}
+
+/** Throws InvalidMembershipConfigError unless `config` is usable. */
+export function validateConfig(config: MembershipConfig): void {
+  const positive = (v: number) => Number.isFinite(v) && v > 0;
+  const wholeAtLeast = (v: number, min: number) => Number.isInteger(v) && v >= min;
+  if (!positive(config.probeIntervalMs)) throw new InvalidMembershipConfigError("probeIntervalMs > 0");
+  if (!positive(config.probeTimeoutMs) || config.probeTimeoutMs >= config.probeIntervalMs)
+    throw new InvalidMembershipConfigError("0 < probeTimeoutMs < probeIntervalMs");
+  if (!positive(config.nackTimeoutMs)) throw new InvalidMembershipConfigError("nackTimeoutMs > 0");
+  if (!wholeAtLeast(config.indirectChecks, 0)) throw new InvalidMembershipConfigError("indirectChecks >= 0");
+  if (!wholeAtLeast(config.suspicionMult, 1)) throw new InvalidMembershipConfigError("suspicionMult >= 1");
+  if (!wholeAtLeast(config.suspicionMaxTimeoutMult, 1))
+    throw new InvalidMembershipConfigError("suspicionMaxTimeoutMult >= 1");
+  if (!wholeAtLeast(config.awarenessMaxMultiplier, 1))
+    throw new InvalidMembershipConfigError("awarenessMaxMultiplier >= 1");
+  if (!wholeAtLeast(config.retransmitMult, 1)) throw new InvalidMembershipConfigError("retransmitMult >= 1");
+  if (config.deadReclaimMs !== undefined && !(config.deadReclaimMs >= 0))
+    throw new InvalidMembershipConfigError("deadReclaimMs >= 0");
+}
+
+/** How many times the gossip layer sends each broadcast in a cluster of `n`: mult × ceil(log10(n+1)). */
+export function retransmitLimit(retransmitMult: number, n: number): number {
+  return retransmitMult * Math.ceil(Math.log10(n + 1));
+}
+
+/** Assumptions for `detectionBoundMs`. */
+export interface DetectionBoundOptions {
+  /**
+   * Accept this probability that the bound is exceeded (0 < p < 1) in exchange for a much tighter
+   * bound. Unset: the deterministic worst case.
+   */
+  missProbability?: number;
+  /** Time for a broadcast to reach every member (one latency on a perfect network). Default 0. */
+  disseminationMs?: number;
+}
+
+/**
+ * How long after a member stops answering every other member has declared it dead, in a cluster of
+ * `n` members (the failed one included) whose probers are healthy (score 0, so unscaled intervals),
+ * no message is lost and every probe round trip is shorter than probeTimeoutMs.
+ *
+ * Derivation, with I = probeIntervalMs and R = n − 1 (each prober's round: all members but itself):
+ * 1. First probe of the failed node F. Every prober walks a fresh random permutation of its R peers,
+ *    one probe per I. Any 2R − 1 consecutive probe slots contain a whole round, hence a probe of F,
+ *    and the first slot after the failure starts within I; so some probe of F starts within
+ *    s = 2R − 1 slots, i.e. before failure + s × I. Probabilistically: a prober misses F in k given
+ *    consecutive slots with probability at most 1 − k/R ≤ e^(−k/R) (k/R for a window inside one
+ *    round; a window split over two rounds does no worse, (1−a)(1−b) ≤ e^(−a−b)); the R probers draw
+ *    their permutations independently, so nobody probes F within k slots with probability at most
+ *    e^(−k). With `missProbability` p we take s = min(2R − 1, ceil(ln(1/p))).
+ * 2. That probe fails at the end of its interval, + I, and its prober gossips `suspect`.
+ * 3. The suspicion reaches everyone within `disseminationMs` (D).
+ * 4. Each member's timer runs at most the maximum suspicion timeout,
+ *    S = suspicionMaxTimeoutMult × suspicionMult × max(1, log10 n) × I (its estimate of the size is
+ *    at most n; confirmations only shorten it). On expiry it declares F dead itself — it does not
+ *    even need the first declarer's `dead` gossip.
+ * Bound: (s + 1) × I + D + S.
+ * For lanConfig and n = 50 that is 98 s + D + 40.75 s deterministically, or 15 s + D + 40.75 s at
+ * p = 1e−6; for n = 1000 at p = 1e−6, 15 s + D + 72 s. A loaded cluster multiplies I (not S) by up to
+ * awarenessMaxMultiplier.
+ */
+export function detectionBoundMs(
+  config: MembershipConfig,
+  n: number,
+  options: DetectionBoundOptions = {},
+): number {
+  const intervalMs = config.probeIntervalMs;
+  const worstSlots = Math.max(1, 2 * (n - 1) - 1);
+  const p = options.missProbability;
+  const slots = p === undefined ? worstSlots : Math.min(worstSlots, Math.ceil(Math.log(1 / p)));
+  const maxSuspicionMs =
+    config.suspicionMaxTimeoutMult * suspicionMinTimeoutMs(config.suspicionMult, n, intervalMs);
+  return (slots + 1) * intervalMs + (options.disseminationMs ?? 0) + maxSuspicionMs;
+}

@@ -1,0 +1,182 @@
+/**
+ * What one node believes about every member, and the SWIM rules for merging gossip into it:
+ * incarnation ordering, suspicion timers with Lifeguard confirmations, refutation of accusations
+ * against this node, and `changed` exactly once per transition. Probing lives in `membership.ts`.
+ */
+import type { Awareness } from "./membership-awareness.ts";
+import type { MemberState, MembershipAction, MembershipConfig, NodeId } from "./membership-types.ts";
+import { Suspicion, suspicionMinTimeoutMs } from "./suspicion.ts";
+
+/** A member's mutable record. */
+export interface MemberRecord {
+  id: NodeId;
+  addr: string;
+  incarnation: number;
+  state: MemberState;
+  stateChangeMs: number;
+}
+
+/** The member table: records, running suspicions, and this node's own record. */
+export class MemberTable {
+  /** This node's own record; its incarnation is ours. */
+  readonly me: MemberRecord;
+  private readonly records = new Map<NodeId, MemberRecord>();
+  private readonly suspicions = new Map<NodeId, Suspicion>();
+  private announced = false;
+
+  constructor(
+    self: { id: NodeId; addr: string },
+    private readonly config: MembershipConfig,
+    private readonly awareness: Awareness,
+  ) {
+    this.me = { id: self.id, addr: self.addr, incarnation: 0, state: "alive", stateChangeMs: 0 };
+    this.records.set(self.id, this.me);
+  }
+
+  get(id: NodeId): MemberRecord | undefined {
+    return this.records.get(id);
+  }
+
+  values(): IterableIterator<MemberRecord> {
+    return this.records.values();
+  }
+
+  /** Known members, this node and tombstones included: memberlist's size estimate. */
+  size(): number {
+    return this.records.size;
+  }
+
+  /** The earliest suspicion deadline, or Infinity. */
+  nextDeadlineMs(): number {
+    let wake = Number.POSITIVE_INFINITY;
+    for (const suspicion of this.suspicions.values()) wake = Math.min(wake, suspicion.deadlineMs());
+    return wake;
+  }
+
+  /** Declares dead every suspect whose suspicion ran out by `nowMs`, and gossips it. */
+  expire(nowMs: number, out: MembershipAction[]): void {
+    for (const [id, suspicion] of this.suspicions) {
+      if (suspicion.deadlineMs() > nowMs) continue;
+      this.suspicions.delete(id);
+      const m = this.records.get(id);
+      if (m?.state !== "suspect") continue;
+      this.transition(m, "dead", nowMs, out);
+      out.push({ type: "broadcast", message: { kind: "dead", node: id, incarnation: m.incarnation } });
+    }
+  }
+
+  /** Forgets dead and left members that died at least `reclaimMs` before `nowMs`. */
+  reclaim(reclaimMs: number, nowMs: number): void {
+    for (const m of this.records.values())
+      if (m !== this.me && (m.state === "dead" || m.state === "left") && nowMs - m.stateChangeMs >= reclaimMs)
+        this.records.delete(m.id);
+  }
+
+  /**
+   * `from` (possibly this node, after a failed probe) suspects `node` at `incarnation`. Returns true
+   * when it was news: a new suspicion, or a new independent confirmation of a running one.
+   */
+  suspect(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]): boolean {
+    const m = this.records.get(node);
+    if (!m || incarnation < m.incarnation) return false;
+    const running = this.suspicions.get(node);
+    if (running) {
+      m.incarnation = incarnation;
+      return running.confirm(from);
+    }
+    if (m.state !== "alive") return false;
+    if (m === this.me) {
+      this.refute(incarnation, out);
+      return false;
+    }
+    m.incarnation = incarnation;
+    this.transition(m, "suspect", nowMs, out);
+    // memberlist: expect suspicionMult − 2 confirmations, none if the cluster without us and the
+    // suspect is too small to give them.
+    const n = this.records.size;
+    const k = n - 2 < this.config.suspicionMult - 2 ? 0 : this.config.suspicionMult - 2;
+    const minMs = suspicionMinTimeoutMs(this.config.suspicionMult, n, this.config.probeIntervalMs);
+    const maxMs = this.config.suspicionMaxTimeoutMult * minMs;
+    this.suspicions.set(node, new Suspicion(from, k, minMs, maxMs, nowMs));
+    return true;
+  }
+
+  /**
+   * `node` says it is alive at `incarnation`. Returns true when the node (re)joined — new, or back
+   * from dead/left — so the prober adds it to the current round.
+   */
+  alive(node: NodeId, incarnation: number, addr: string, nowMs: number, out: MembershipAction[]): boolean {
+    if (node === this.me.id) {
+      // Our own older life, or another process with our key: out-number it.
+      const me = this.me;
+      const stale = incarnation < me.incarnation || (incarnation === me.incarnation && addr === me.addr);
+      if (!stale) this.refute(incarnation, out, false);
+      return false;
+    }
+    const m = this.records.get(node);
+    if (!m) {
+      this.records.set(node, { id: node, addr, incarnation, state: "alive", stateChangeMs: nowMs });
+      out.push({ type: "changed", id: node, state: "alive", incarnation });
+      return true;
+    }
+    if (incarnation <= m.incarnation) return false;
+    m.incarnation = incarnation;
+    m.addr = addr;
+    this.suspicions.delete(node);
+    const rejoined = m.state === "dead" || m.state === "left";
+    this.transition(m, "alive", nowMs, out);
+    return rejoined;
+  }
+
+  /** `from` declares `node` dead at `incarnation`; final for that incarnation. */
+  dead(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]): void {
+    const m = this.records.get(node);
+    if (!m || incarnation < m.incarnation || m.state === "dead" || m.state === "left") return;
+    if (m === this.me) {
+      this.refute(incarnation, out);
+      return;
+    }
+    m.incarnation = incarnation;
+    this.suspicions.delete(node);
+    this.transition(m, from === node ? "left" : "dead", nowMs, out);
+  }
+
+  /** Our own entry in a seed list: start past any incarnation others may hold news about. */
+  seedSelf(incarnation: number): boolean {
+    if (incarnation < this.me.incarnation) return false;
+    this.me.incarnation = incarnation + 1;
+    return true;
+  }
+
+  /** Gossips that we are alive, once at first or again when asked to (`force`). */
+  announce(out: MembershipAction[], force: boolean): void {
+    if (this.announced && !force) return;
+    this.announced = true;
+    const { id, incarnation, addr } = this.me;
+    out.push({ type: "broadcast", message: { kind: "alive", node: id, incarnation, addr } });
+  }
+
+  /** Graceful leave: gossip our own death (from = us, so others record `left`). */
+  leave(nowMs: number, out: MembershipAction[]): void {
+    out.push({
+      type: "broadcast",
+      message: { kind: "dead", node: this.me.id, incarnation: this.me.incarnation },
+    });
+    this.transition(this.me, "left", nowMs, out);
+    this.suspicions.clear();
+  }
+
+  /** Beat an accusation at `accused`: take a higher incarnation and say we are alive. */
+  private refute(accused: number, out: MembershipAction[], penalize = true): void {
+    this.me.incarnation = Math.max(this.me.incarnation, accused) + 1;
+    if (penalize) this.awareness.applyDelta(1);
+    this.announce(out, true);
+  }
+
+  private transition(m: MemberRecord, state: MemberState, nowMs: number, out: MembershipAction[]): void {
+    if (m.state === state) return;
+    m.state = state;
+    m.stateChangeMs = nowMs;
+    out.push({ type: "changed", id: m.id, state, incarnation: m.incarnation });
+  }
+}

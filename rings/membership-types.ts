@@ -1,0 +1,121 @@
+/**
+ * The contract of the SWIM membership state machine (`membership.ts`): its configuration, the events
+ * the runtime delivers and the actions it must carry out. The machine does no I/O and reads no clock;
+ * the runtime that wires it to the network is written from this file alone.
+ */
+
+/** A node's id: the 64-char lowercase hex of its ed25519 public key. Opaque to membership. */
+export type NodeId = string;
+
+/**
+ * What this node believes about a member. `left` is a death the member announced itself (a `dead`
+ * whose `from` is the member), so it is known to be intentional.
+ */
+export type MemberState = "alive" | "suspect" | "dead" | "left";
+
+/** Knobs of the protocol. Durations in milliseconds; `lanConfig()` gives memberlist's LAN values. */
+export interface MembershipConfig {
+  /** Time between probe starts, scaled by the local health multiplier (score + 1). */
+  probeIntervalMs: number;
+  /** How long a direct ping waits for its ack before asking helpers; scaled like the interval. */
+  probeTimeoutMs: number;
+  /**
+   * How long a helper waits for the target's ack before it sends the requester a nack. It must fit:
+   * probeTimeoutMs + nackTimeoutMs + 2 × one-way latency < probeIntervalMs, or nacks arrive after the
+   * requester stopped counting and it wrongly blames itself (memberlist waits a full probeTimeout).
+   */
+  nackTimeoutMs: number;
+  /** How many helpers a ping-req goes to when the direct ping gets no ack. */
+  indirectChecks: number;
+  /** Scales the minimum suspicion timeout: suspicionMult × max(1, log10 n) × probeIntervalMs. */
+  suspicionMult: number;
+  /** The suspicion timeout starts at this multiple of the minimum and shrinks with confirmations. */
+  suspicionMaxTimeoutMult: number;
+  /** Lifeguard: the health score ranges over 0 .. awarenessMaxMultiplier − 1. */
+  awarenessMaxMultiplier: number;
+  /**
+   * For the gossip layer: a broadcast is retransmitted retransmitMult × ceil(log10(n + 1)) times
+   * (see `retransmitLimit`). The machine itself does not retransmit.
+   */
+  retransmitMult: number;
+  /**
+   * When set, dead and left members are forgotten this long after they died (memberlist's
+   * GossipToTheDeadTime); an `alive` after that is a fresh join. Unset: tombstones are kept forever,
+   * which is what makes a replayed old `alive` harmless.
+   */
+  deadReclaimMs?: number;
+}
+
+/** A member as this node sees it. */
+export interface MemberView {
+  readonly id: NodeId;
+  readonly addr: string;
+  readonly incarnation: number;
+  readonly state: MemberState;
+  /** `nowMs` of the event that moved the member into `state`. */
+  readonly stateChangeMs: number;
+}
+
+/**
+ * What the runtime delivers to `Membership.handle`. Messages come from the network after the runtime
+ * checked their signatures; `from` is the signer. Gossip (`suspect`, `alive`, `dead`) reaches the
+ * machine once per envelope the gossip layer accepts; forwarding it is the gossip layer's job.
+ */
+export type MembershipEvent =
+  /** Time passed: deliver at `nextWakeMs()` (earlier or later is harmless, just less exact). */
+  | { type: "tick" }
+  /**
+   * The initial member list (from the trust bundle). Members are taken as alive at the given
+   * incarnation. If this node is listed, its own incarnation moves past the listed one. The first
+   * seed announces this node (a `broadcast` alive).
+   */
+  | { type: "seed"; members: readonly { id: NodeId; addr: string; incarnation: number }[] }
+  /**
+   * A direct probe. `addr` is where to answer when `from` is not a member yet (the runtime knows it
+   * from the envelope). `target`, when given, is the node the sender meant to ping: if it is not us,
+   * the ping is dropped (the address now belongs to someone else).
+   */
+  | { type: "ping"; from: NodeId; seq: number; target?: NodeId; addr?: string }
+  /** `from` asks us to probe `target` on its behalf and to answer with `from`'s `seq`. */
+  | { type: "ping-req"; from: NodeId; seq: number; target: NodeId; addr?: string }
+  /** An acknowledgement of our ping `seq` (from the target, or relayed by a helper). */
+  | { type: "ack"; from: NodeId; seq: number }
+  /** Lifeguard: helper `from` reached us fine but the target of our ping-req `seq` did not answer. */
+  | { type: "nack"; from: NodeId; seq: number }
+  /** Gossip: `from` suspects `node` at `incarnation`. */
+  | { type: "suspect"; from: NodeId; node: NodeId; incarnation: number }
+  /** Gossip: `node` is alive at `incarnation` and reachable at `addr`. Signed by `node` itself. */
+  | { type: "alive"; node: NodeId; incarnation: number; addr: string }
+  /** Gossip: `from` declares `node` dead at `incarnation`; `from === node` means it left. */
+  | { type: "dead"; from: NodeId; node: NodeId; incarnation: number }
+  /** Leave gracefully: announce our own death; the machine then ignores every event. */
+  | { type: "leave" };
+
+/** A point-to-point probe message. `target` is the node the message is about (see each action). */
+export interface ProbeMessage {
+  readonly kind: "ping" | "ping-req" | "ack" | "nack";
+  readonly seq: number;
+  readonly target: NodeId;
+}
+
+/** A gossip message this node originates; the runtime signs it and fills in `from` = this node. */
+export interface GossipMessage {
+  readonly kind: "suspect" | "alive" | "dead";
+  readonly node: NodeId;
+  readonly incarnation: number;
+  /** Only on `alive`. */
+  readonly addr?: string;
+}
+
+/** What the runtime must do, in order, after `handle` returns. */
+export type MembershipAction =
+  /**
+   * Send one probe message to `to` at `addr`, best effort (UDP-like; losing it is fine).
+   * ping: `target` is `to`. ping-req: `target` is the node to probe. ack: `target` is the node whose
+   * liveness it proves. nack: `target` is the node that stayed silent.
+   */
+  | { type: "send"; to: NodeId; addr: string; message: ProbeMessage }
+  /** Gossip a message of our own to the ring (retransmit it `retransmitLimit()` times). */
+  | { type: "broadcast"; message: GossipMessage }
+  /** A member (or this node, on leave) moved to `state`. Fires exactly once per transition. */
+  | { type: "changed"; id: NodeId; state: MemberState; incarnation: number };
