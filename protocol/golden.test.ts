@@ -1,0 +1,126 @@
+/**
+ * Golden byte vectors: fixed seeds give fixed bytes (ed25519 signatures are deterministic).
+ * If one of these changes, the wire format changed: that needs a protocol version, not a new hex.
+ */
+import sodiumWrappers from "libsodium-wrappers";
+import { describe, expect, it } from "vitest";
+import { decodeCertificate, issueCertificate, verifyChain } from "./certificate.ts";
+import { decodeEnvelope, envelopeIdKey, sealEnvelope, verifyEnvelope } from "./envelope.ts";
+import { decodeFrame, encodeFrame } from "./frame.ts";
+import { generateIdentity, keyHex } from "./keys.ts";
+import { decodePayload, encodePayload } from "./messages.ts";
+import { MessageType } from "./types.ts";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+/** Join [hex, comment] rows into one hex string (comments document each field). */
+const rows = (r: readonly (readonly [string, string])[]) => r.map(([h]) => h).join("");
+
+const root = generateIdentity(new Uint8Array(32).fill(1));
+const node = generateIdentity(new Uint8Array(32).fill(2));
+const ROOT_PK = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
+const NODE_PK = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394";
+
+const BROADCAST_SIG =
+  "97d9e18b9f3fbaf11722429ef1476e14e06b66561bdda9ae5b6cdf17730550e9" +
+  "f68aff356c3e7126dd36c3787222080f9791e277d8bc820662e8be17d4dee707";
+
+const ENVELOPE = rows([
+  ["01", "version 1"],
+  ["000a", "type 10 = Broadcast"],
+  [NODE_PK, "sender public key (seed 0x02 * 32)"],
+  ["0000000a", "payload length 10"],
+  ["0001", "  payload: topic length 1"],
+  ["74", "  payload: topic 't'"],
+  ["00000003", "  payload: data length 3"],
+  ["010203", "  payload: data"],
+  [BROADCAST_SIG, "signature over 'enjin/envelope/v1\\0' || 000a || payload; id = first 16 bytes"],
+]);
+
+const FRAME = rows([
+  ["01", "frame version 1"],
+  ["01", "1 item"],
+  ["03", "item 0: 3 hops left"],
+  ["00000071", "item 0: envelope length 113"],
+  [ENVELOPE, "item 0: the envelope above"],
+]);
+
+const CERT_SIG =
+  "7a0e086b19b7f565e342f38d375f821f28983b01d34936772d75c87378b3d385" +
+  "daf7993ce2be227e50e6c312be885ca8e7eaf898d7a94255a6604e76588b950b";
+const CERTIFICATE = rows([
+  ["01", "version 1"],
+  ["0001", "type 1 = Announce"],
+  [ROOT_PK, "sender = issuer = root key (seed 0x01 * 32)"],
+  ["00000071", "payload length 113"],
+  [NODE_PK, "  subject"],
+  [ROOT_PK, "  issuer"],
+  ["00", "  ring 0"],
+  ["0002", "  roles: 2 items"],
+  ["0004" + hex(new TextEncoder().encode("node")), "  'node'"],
+  ["0006" + hex(new TextEncoder().encode("issuer")), "  'issuer'"],
+  ["0001", "  compartment: 1 item"],
+  ["0002" + "6575", "  'eu'"],
+  ["0000", "  tiers: none"],
+  ["0000000000000007", "  serial 7"],
+  ["0000018bcfe56800", "  notBeforeMs 1_700_000_000_000"],
+  ["000001a3185c5000", "  expiresMs 1_800_000_000_000"],
+  [CERT_SIG, "signature by the root over 'enjin/envelope/v1\\0' || 0001 || payload"],
+]);
+
+describe("golden vectors", () => {
+  it("derives the fixed keys", () => {
+    expect(keyHex(root.publicKey)).toBe(ROOT_PK);
+    expect(keyHex(node.publicKey)).toBe(NODE_PK);
+  });
+
+  it("envelope", () => {
+    const payload = encodePayload(MessageType.Broadcast, { topic: "t", data: new Uint8Array([1, 2, 3]) });
+    const bytes = sealEnvelope(node, MessageType.Broadcast, payload);
+    expect(hex(bytes)).toBe(ENVELOPE);
+    const env = decodeEnvelope(Buffer.from(ENVELOPE, "hex"));
+    expect(verifyEnvelope(env)).toBe(true);
+    expect(decodePayload(MessageType.Broadcast, env.payload).topic).toBe("t");
+    expect(Buffer.from(envelopeIdKey(bytes)!, "latin1").toString("hex")).toBe(BROADCAST_SIG.slice(0, 32));
+  });
+
+  it("envelope signature checks out with an independent verifier over the documented bytes", async () => {
+    await sodiumWrappers.ready;
+    const signed = Buffer.concat([
+      Buffer.from("enjin/envelope/v1\0", "ascii"),
+      Buffer.from("000a" + "000174" + "00000003010203", "hex"),
+    ]);
+    expect(
+      sodiumWrappers.crypto_sign_verify_detached(
+        Buffer.from(BROADCAST_SIG, "hex"),
+        signed,
+        Buffer.from(NODE_PK, "hex"),
+      ),
+    ).toBe(true);
+  });
+
+  it("frame", () => {
+    const env = Buffer.from(ENVELOPE, "hex");
+    expect(hex(encodeFrame([{ hops: 3, envelope: env }]))).toBe(FRAME);
+    const items = decodeFrame(Buffer.from(FRAME, "hex"));
+    expect(items[0]!.hops).toBe(3);
+    expect(hex(items[0]!.envelope)).toBe(ENVELOPE);
+  });
+
+  it("certificate", () => {
+    const bytes = issueCertificate(root, {
+      subject: node.publicKey,
+      issuer: root.publicKey,
+      ring: 0,
+      roles: ["node", "issuer"],
+      compartment: ["eu"],
+      tiers: [],
+      serial: 7,
+      notBeforeMs: 1_700_000_000_000,
+      expiresMs: 1_800_000_000_000,
+    });
+    expect(hex(bytes)).toBe(CERTIFICATE);
+    const cert = decodeCertificate(decodeEnvelope(bytes));
+    expect(cert.serial).toBe(7);
+    expect(keyHex(verifyChain(root.publicKey, [bytes], 1_750_000_000_000).subject)).toBe(NODE_PK);
+  });
+});
