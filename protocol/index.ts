@@ -10,6 +10,7 @@ export * from "./codec.ts";
 export * from "./envelope.ts";
 export * from "./errors.ts";
 export * from "./frame.ts";
+export * from "./join.ts";
 export * from "./keys.ts";
 export * from "./limits.ts";
 export * from "./messages.ts";
