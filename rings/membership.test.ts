@@ -271,6 +271,22 @@ describe("Membership Lifeguard awareness", () => {
   });
 });
 
+describe("Membership tombstones", () => {
+  it("forgets dead members deadReclaimMs after they died, at the next round; a later alive rejoins", () => {
+    const m = new Membership({ id: A, addr: addr(A) }, { ...lanConfig(), deadReclaimMs: 5000 }, seededRng(3));
+    m.handle({ type: "seed", members: [B, C, D].map((id) => ({ id, addr: addr(id), incarnation: 0 })) }, 0);
+    m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 100);
+    drive(m, 4000);
+    expect(m.member(C)?.state).toBe("dead");
+    drive(m, 10_000);
+    expect(m.member(C)).toBeUndefined();
+    const back = m.handle({ type: "alive", node: C, incarnation: 0, addr: addr(C) }, 10_001);
+    expect(changes(back)).toEqual([{ id: C, state: "alive" }]);
+    const pinged = drive(m, 20_000).some(({ action: a }) => a.type === "send" && a.to === C);
+    expect(pinged).toBe(true);
+  });
+});
+
 describe("Membership leave", () => {
   it("announces its own death, stops, and peers record it as left", () => {
     const m = node([B, C]);
