@@ -1,4 +1,6 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { certificateArb } from "./arbitraries.test-support.ts";
 import { checkIssuance, decodeCertificate, issueCertificate, verifyChain } from "./certificate.ts";
 import { decodeEnvelope, sealEnvelope } from "./envelope.ts";
 import {
@@ -203,5 +205,31 @@ describe("certificates", () => {
     expect(back.reason).toBe("key compromised");
     expect(() => issueRevocation(app, rev)).toThrow(EncodeError);
     expect(() => decodeRevocation(decodeEnvelope(issueCertificate(root, metaCert)))).toThrow(WrongTypeError);
+  });
+});
+
+describe("checkIssuance properties", () => {
+  it("property: any pair of certificates either passes or throws a CertificateError", () => {
+    const keys = [root, meta, infra, app].map((k) => k.publicKey);
+    const keyed = certificateArb.chain((c) =>
+      fc
+        .record({ subject: fc.constantFrom(...keys), issuer: fc.constantFrom(...keys) })
+        .map((k) => ({ ...c, ...k })),
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant("root" as const), keyed),
+        keyed,
+        fc.nat({ max: 2 ** 46 }),
+        (parent, child, now) => {
+          try {
+            checkIssuance(parent, child, rootKey, now);
+          } catch (e) {
+            if (!(e instanceof CertificateError)) throw e;
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });

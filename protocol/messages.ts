@@ -9,7 +9,9 @@
  * envelopes of the protocol version that added it.
  */
 import { Reader, Writer } from "./codec.ts";
+import { sealEnvelope } from "./envelope.ts";
 import { EncodeError, SchemaError, UnknownTypeError } from "./errors.ts";
+import type { Identity } from "./keys.ts";
 import {
   MAC_BYTES,
   MAX_ADDR_BYTES,
@@ -310,4 +312,13 @@ export function decodePayload<T extends MessageType>(type: T, bytes: Uint8Array)
 /** Decode an envelope's payload as a tagged union (for switch statements over the type). */
 export function decodeAnyPayload(type: MessageType, bytes: Uint8Array): AnyPayload {
   return { type, value: decodePayload(type, bytes) } as AnyPayload;
+}
+
+/** Encode `value` as the payload of `type` and seal it in an envelope signed by `identity`. */
+export function sealMessage<T extends MessageType>(
+  identity: Identity,
+  type: T,
+  value: PayloadOf<T>,
+): Uint8Array {
+  return sealEnvelope(identity, type, encodePayload(type, value));
 }

@@ -47,6 +47,7 @@ export const MessageType = {
   /** v1: anti-entropy request for the envelopes with the given ids. */
   Want: 16,
 } as const;
+/** A number from the MessageType list. */
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 /** A decoded envelope. `signedBytes` and `signature` are views into the received buffer. */
@@ -88,44 +89,53 @@ export interface Revocation {
   readonly reason: string;
 }
 
+/** SWIM direct probe of `target`; `seq` pairs it with its Ack. */
 export interface Ping {
   readonly seq: number;
   readonly target: PublicKey;
 }
+/** Ask the receiver to probe `target` on the sender's behalf. */
 export interface PingReq {
   readonly seq: number;
   readonly target: PublicKey;
 }
+/** Answer to a Ping or PingReq for `target` with the same `seq`. */
 export interface Ack {
   readonly seq: number;
   readonly target: PublicKey;
 }
+/** Lifeguard: the indirect prober got no answer from `target` (it is alive itself). */
 export interface Nack {
   readonly seq: number;
   readonly target: PublicKey;
 }
+/** `node` is suspected at `incarnation`; it refutes with a higher Alive. */
 export interface Suspect {
   readonly node: PublicKey;
   readonly incarnation: number;
 }
+/** `node` is alive at `incarnation` (join or refutation), signed by the node itself. */
 export interface Alive {
   readonly node: PublicKey;
   readonly incarnation: number;
   /** Transport address at which the node is reached. */
   readonly addr: string;
 }
+/** `node` is declared dead (or left) at `incarnation`. */
 export interface Dead {
   readonly node: PublicKey;
   readonly incarnation: number;
 }
+/** An application broadcast on `topic`. */
 export interface Broadcast {
   readonly topic: string;
   readonly data: Uint8Array;
 }
-/** Anti-entropy ids are MESSAGE_ID_BYTES long (see limits.ts). */
+/** Ids of recent broadcasts the sender holds; ids are MESSAGE_ID_BYTES long (see limits.ts). */
 export interface Digest {
   readonly ids: readonly Uint8Array[];
 }
+/** Ask for the envelopes with these ids (after a Digest). */
 export interface Want {
   readonly ids: readonly Uint8Array[];
 }
