@@ -9,7 +9,14 @@ import { createPublicKey, verify as nodeVerify } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import sodiumWrappers from "libsodium-wrappers";
 import sodium from "sodium-native";
-import { envelopeIdKey, generateIdentity, MessageType, sealEnvelope, sign } from "../protocol/index.ts";
+import {
+  envelopeIdKey,
+  generateIdentity,
+  MessageType,
+  openEnvelope,
+  sealEnvelope,
+  sign,
+} from "../protocol/index.ts";
 
 /** Options for measureVerifyRates. */
 export interface VerifyBenchOptions {
@@ -27,6 +34,8 @@ export interface VerifyRates {
     readonly libsodiumWrappers: number;
     readonly sodiumNative: number;
     readonly envelopeIdKey: number;
+    /** decodeEnvelope + verifyEnvelope on a 200-byte-payload envelope: the cost of a new message. */
+    readonly openEnvelope: number;
   };
   readonly strict: {
     readonly nodeCrypto: { readonly refusesSPlusL: boolean; readonly refusesSmallOrderKey: boolean };
@@ -130,6 +139,7 @@ export async function measureVerifyRates(opts: VerifyBenchOptions = {}): Promise
       ),
       sodiumNative: rate(durationMs, () => sodium.crypto_sign_verify_detached(sig, msg, id.publicKey)),
       envelopeIdKey: rate(durationMs, () => envelopeIdKey(envelope)),
+      openEnvelope: rate(durationMs, () => openEnvelope(envelope)),
     },
     strict: {
       nodeCrypto: strictness(verifiers.nodeCrypto),

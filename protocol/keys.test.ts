@@ -72,6 +72,10 @@ describe("keys", () => {
     expect(verifyDetached(forged, msg, IDENTITY_POINT)).toBe(false);
     expect(verifyDetached(forged, msg, ORDER4_POINT)).toBe(false);
     expect(verifyDetached(forged, msg, NONCANONICAL_IDENTITY)).toBe(false);
+    // Non-canonical R (y = p + 1, the identity again) with s = 0 under the identity key.
+    expect(verifyDetached(concat(NONCANONICAL_IDENTITY, new Uint8Array(32)), msg, IDENTITY_POINT)).toBe(
+      false,
+    );
     // node:crypto (OpenSSL) accepts this forgery under the identity key: the reason we use libsodium.
     const der = Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), IDENTITY_POINT]);
     const nodeKey = createPublicKey({ key: der, format: "der", type: "spki" });

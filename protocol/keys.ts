@@ -3,9 +3,11 @@
  *
  * Verification is strict (libsodium >= 1.0.16 without ED25519_COMPAT): a signature whose scalar s
  * is not reduced (s >= L), a small-order or non-canonical R, and a small-order or non-canonical
- * public key are all refused, so no message has two valid signatures under one key — which is what
- * lets the first 16 bytes of a signature serve as a message id. See keys.test.ts and
- * bench/verify.ts for the measurements behind this choice.
+ * public key are all refused. So nobody but the key's holder can turn a signed message into a
+ * second valid signature (no malleation, strong unforgeability) — which is what lets the first 16
+ * bytes of a signature serve as a message id: a relay cannot re-sign a message under a fresh id to
+ * get it delivered twice. (The holder itself can sign the same bytes again with another nonce; that
+ * is a new message of its own making.) See keys.test.ts and bench/verify.ts for the measurements.
  */
 import sodium from "sodium-native";
 import { EncodeError } from "./errors.ts";
