@@ -59,6 +59,8 @@ export function encodeFrame(items: readonly FrameItem[]): Uint8Array {
 
 /**
  * Decode a frame into items whose envelopes are views into `bytes` (not yet decoded or verified).
+ * A view keeps the whole frame's buffer alive: copy (`slice()`) an envelope you keep for long,
+ * e.g. in an anti-entropy store.
  * Throws LimitExceededError, UnsupportedVersionError, TruncatedError or TrailingBytesError.
  */
 export function decodeFrame(bytes: Uint8Array): FrameItem[] {
