@@ -69,7 +69,16 @@ export type MembershipEvent =
    * incarnation. If this node is listed, its own incarnation moves past the listed one. The first
    * seed announces this node (a `broadcast` alive).
    */
-  | { type: "seed"; members: readonly { id: NodeId; addr: string; incarnation: number }[] }
+  | {
+      type: "seed";
+      members: readonly { id: NodeId; addr: string; incarnation: number }[];
+      /**
+       * Default true. False skips the `alive` announcement: for a node its peers already list at
+       * this incarnation (a restart from saved state, or a simulation that starts converged). A
+       * peer that thinks otherwise still gets refuted through the usual suspicion path.
+       */
+      announce?: boolean;
+    }
   /**
    * A direct probe. `addr` is where to answer when `from` is not a member yet (the runtime knows it
    * from the envelope). `target`, when given, is the node the sender meant to ping: if it is not us,

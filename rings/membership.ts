@@ -83,7 +83,7 @@ export class Membership {
           if (seed.id === this.table.me.id) bumped = this.table.seedSelf(seed.incarnation) || bumped;
           else this.onAlive(seed.id, seed.incarnation, seed.addr, nowMs, out);
         }
-        this.table.announce(out, bumped);
+        if (event.announce ?? true) this.table.announce(out, bumped);
         break;
       }
       case "ping":

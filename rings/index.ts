@@ -1,0 +1,16 @@
+/**
+ * rings/ — the logic of a ring, as state machines that do no I/O and read no clock: the trust store
+ * (who is certified, who is revoked), the ingest pipeline (dedup → authorize → verify), epidemic
+ * gossip with anti-entropy, and SWIM membership with Lifeguard. The daemon in agent/ wires them to
+ * sockets and timers; tests drive them with a fake clock and a seeded RNG. Other folders import
+ * only this file.
+ */
+export * from "./counters.ts";
+export * from "./gossip.ts";
+export * from "./ingest.ts";
+export * from "./membership.ts";
+export * from "./membership-config.ts";
+export * from "./membership-types.ts";
+export * from "./rng.ts";
+export * from "./seen-set.ts";
+export * from "./trust.ts";
