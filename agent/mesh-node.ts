@@ -65,7 +65,12 @@ export interface MeshNodeOptions {
   readonly rng: Rng;
   readonly membership?: Partial<MembershipConfig>;
   readonly gossip?: Partial<GossipConfig>;
+  /** How far another node's clock may run ahead of ours (default DEFAULT_MAX_CLOCK_SKEW_MS). */
+  readonly maxClockSkewMs?: number;
 }
+
+/** Default tolerance for clocks of other nodes running ahead of ours. */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
 
 /** An application broadcast delivered to the subscriber. */
 export interface DeliveredBroadcast {
@@ -149,7 +154,7 @@ export class MeshNode {
     if (data.byteLength > MAX_PUBLISH_BYTES) {
       throw new PublishRefusedError(`payload of ${data.byteLength} bytes exceeds ${MAX_PUBLISH_BYTES}`);
     }
-    const envelope = this.#seal(MessageType.Broadcast, { topic, data });
+    const envelope = this.#seal(MessageType.Broadcast, { topic, data, sentAtMs: this.#now() });
     const id = envelopeIdKey(envelope)!;
     this.#gossipActions(this.gossip.handle({ type: "publish", id, envelope, priority: "app" }, this.#now()));
     this.#reschedule();
@@ -264,6 +269,16 @@ export class MeshNode {
         return;
       case MessageType.Broadcast: {
         const p = msg.payload as Broadcast;
+        // Accept only what the seen-set will still remember: an older copy is a replay.
+        const skewMs = this.#opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+        if (p.sentAtMs > now + skewMs) {
+          this.counters.inc("rejected:future-broadcast");
+          return;
+        }
+        if (now - p.sentAtMs > this.#gossipConfig.seenTtlMs - skewMs) {
+          this.counters.inc("rejected:stale-broadcast");
+          return;
+        }
         this.#forward(msg, "app", now);
         this.#onBroadcast?.({ id: msg.id, sender, topic: p.topic, data: p.data });
         return;
@@ -312,7 +327,8 @@ export class MeshNode {
     const event = {
       type: "accepted" as const,
       id: msg.id,
-      envelope: msg.envelope.bytes,
+      // A copy: the received bytes are a view that would pin the whole frame in the history.
+      envelope: msg.envelope.bytes.slice(),
       hops: msg.hops,
       from: msg.sender,
       priority,

@@ -47,6 +47,7 @@ export const payloadArbs: { [T in MessageType]: fc.Arbitrary<PayloadOf<T>> } = {
   [MessageType.Broadcast]: fc.record({
     topic: fc.string({ minLength: 1, maxLength: 30 }),
     data: fc.uint8Array({ maxLength: 200 }),
+    sentAtMs: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
   }),
   [MessageType.Command]: fc
     .record({

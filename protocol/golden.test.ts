@@ -21,18 +21,19 @@ const ROOT_PK = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5
 const NODE_PK = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394";
 
 const BROADCAST_SIG =
-  "97d9e18b9f3fbaf11722429ef1476e14e06b66561bdda9ae5b6cdf17730550e9" +
-  "f68aff356c3e7126dd36c3787222080f9791e277d8bc820662e8be17d4dee707";
+  "17866047ef452a797e5146171a5cdc7ddf7033eb09ceb973cd6dcbfc71ad555d" +
+  "777c3be07bee09097711872710a8d09a0ebfd70affb3e63ed62f74f0a8c5a00e";
 
 const ENVELOPE = rows([
   ["01", "version 1"],
   ["000a", "type 10 = Broadcast"],
   [NODE_PK, "sender public key (seed 0x02 * 32)"],
-  ["0000000a", "payload length 10"],
+  ["00000012", "payload length 18"],
   ["0001", "  payload: topic length 1"],
   ["74", "  payload: topic 't'"],
   ["00000003", "  payload: data length 3"],
   ["010203", "  payload: data"],
+  ["0000018bcfe56800", "  payload: sentAtMs 1_700_000_000_000"],
   [BROADCAST_SIG, "signature over 'enjin/envelope/v1\\0' || 000a || payload; id = first 16 bytes"],
 ]);
 
@@ -40,7 +41,7 @@ const FRAME = rows([
   ["01", "frame version 1"],
   ["01", "1 item"],
   ["03", "item 0: 3 hops left"],
-  ["00000071", "item 0: envelope length 113"],
+  ["00000079", "item 0: envelope length 121"],
   [ENVELOPE, "item 0: the envelope above"],
 ]);
 
@@ -74,7 +75,11 @@ describe("golden vectors", () => {
   });
 
   it("envelope", () => {
-    const payload = encodePayload(MessageType.Broadcast, { topic: "t", data: new Uint8Array([1, 2, 3]) });
+    const payload = encodePayload(MessageType.Broadcast, {
+      topic: "t",
+      data: new Uint8Array([1, 2, 3]),
+      sentAtMs: 1_700_000_000_000,
+    });
     const bytes = sealEnvelope(node, MessageType.Broadcast, payload);
     expect(hex(bytes)).toBe(ENVELOPE);
     const env = decodeEnvelope(Buffer.from(ENVELOPE, "hex"));
@@ -87,7 +92,7 @@ describe("golden vectors", () => {
     await sodiumWrappers.ready;
     const signed = Buffer.concat([
       Buffer.from("enjin/envelope/v1\0", "ascii"),
-      Buffer.from("000a" + "000174" + "00000003010203", "hex"),
+      Buffer.from("000a" + "000174" + "00000003010203" + "0000018bcfe56800", "hex"),
     ]);
     expect(
       sodiumWrappers.crypto_sign_verify_detached(

@@ -156,8 +156,12 @@ const revocation: PayloadCodec<Revocation> = {
 };
 
 const broadcast: PayloadCodec<Broadcast> = {
-  write: (w, b) => w.string(b.topic, MAX_TOPIC_BYTES).bytes(b.data, MAX_PAYLOAD_BYTES),
-  read: (r) => ({ topic: r.string(MAX_TOPIC_BYTES, "topic"), data: r.bytes(MAX_PAYLOAD_BYTES, "data") }),
+  write: (w, b) => w.string(b.topic, MAX_TOPIC_BYTES).bytes(b.data, MAX_PAYLOAD_BYTES).u64(b.sentAtMs),
+  read: (r) => ({
+    topic: r.string(MAX_TOPIC_BYTES, "topic"),
+    data: r.bytes(MAX_PAYLOAD_BYTES, "data"),
+    sentAtMs: r.u64("sentAtMs"),
+  }),
 };
 
 /** Selector presence bits, in field order. Unknown bits are refused. */

@@ -113,6 +113,7 @@ export const payloadSchemas = {
   [MessageType.Broadcast]: v.object({
     topic: v.pipe(v.string(), v.minLength(1), v.maxBytes(MAX_TOPIC_BYTES)),
     data: bytesUpTo(MAX_PAYLOAD_BYTES),
+    sentAtMs: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER)),
   }),
   [MessageType.Command]: command,
   [MessageType.Result]: v.object({

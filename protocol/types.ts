@@ -130,6 +130,11 @@ export interface Dead {
 export interface Broadcast {
   readonly topic: string;
   readonly data: Uint8Array;
+  /**
+   * When the origin sent it (ms since the epoch). Receivers refuse a broadcast older than their
+   * seen-set remembers, so a replay is either dropped as a duplicate or refused as stale.
+   */
+  readonly sentAtMs: number;
 }
 /** Ids of recent broadcasts the sender holds; ids are MESSAGE_ID_BYTES long (see limits.ts). */
 export interface Digest {
