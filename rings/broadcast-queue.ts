@@ -3,18 +3,19 @@
  *
  * Each item is sent at most `retransmitMult × ceil(log10(N + 1))` times in all, N being the current
  * member count; `take` hands out the items that fit a frame, least-transmitted first, and forgets an
- * item once it reaches its limit. There are two priorities: membership messages (suspect, alive,
- * dead) are always taken before application broadcasts, so a flood of the latter can delay but never
- * starve failure detection. The queue is bounded: past `maxQueued` it drops the application item
+ * item once it reaches its limit. There are three priorities: trust messages (certificates,
+ * revocations) first, so that a revocation takes effect at once; then membership messages (suspect,
+ * alive, dead); then application broadcasts, so a flood of the latter can delay but never starve
+ * failure detection. The queue is bounded: past `maxQueued` it drops the application item
  * that has been sent the most (it has had its chance; anti-entropy still holds it).
  */
 import { FRAME_ITEM_OVERHEAD_BYTES } from "../protocol/index.ts";
 
-/** Which lane a broadcast travels in. Membership is always served first. */
-export type BroadcastPriority = "membership" | "app";
+/** Which lane a broadcast travels in. Trust is served first, then membership, then app. */
+export type BroadcastPriority = "trust" | "membership" | "app";
 
 /** Lanes in the order `take` serves them. */
-const PRIORITY_ORDER: readonly BroadcastPriority[] = ["membership", "app"];
+export const PRIORITY_ORDER: readonly BroadcastPriority[] = ["trust", "membership", "app"];
 
 /** Bytes a frame spends on each item besides the envelope itself (hop count + length prefix). */
 export const ITEM_OVERHEAD_BYTES = FRAME_ITEM_OVERHEAD_BYTES;
@@ -54,7 +55,7 @@ export interface BroadcastQueueOptions {
   readonly maxQueued: number;
 }
 
-/** A transmit-limited, two-priority queue of broadcasts. Pure: no clock, no I/O. */
+/** A transmit-limited, three-priority queue of broadcasts. Pure: no clock, no I/O. */
 export class BroadcastQueue {
   /** Per lane: transmit count → (id → entry), each inner Map in insertion (age) order. */
   private readonly lanes = new Map<BroadcastPriority, Map<number, Map<string, Entry>>>(

@@ -23,7 +23,7 @@ export interface GossipConfig {
   maxHops: number;
   /** Period of the digest exchange with one random peer. */
   antiEntropyIntervalMs: number;
-  /** Envelopes kept for anti-entropy, at most. */
+  /** Envelopes kept for anti-entropy, at most, in each lane (trust, membership, app). */
   historyLimit: number;
   /** How long an envelope is kept for anti-entropy: the longest partition that heals fully. */
   historyTtlMs: number;
@@ -83,7 +83,7 @@ export function validateGossipConfig(c: GossipConfig): void {
   if (c.maxRepairFramesPerWant < 1) fail("maxRepairFramesPerWant must be >= 1");
   if (c.gossipIntervalMs <= 0 || c.antiEntropyIntervalMs <= 0) fail("intervals must be > 0");
   if (c.seenTtlMs < c.historyTtlMs) fail("seenTtlMs must be >= historyTtlMs");
-  if (c.seenLimit < c.historyLimit) fail("seenLimit must be >= historyLimit");
+  if (c.seenLimit < 3 * c.historyLimit) fail("seenLimit must be >= 3 × historyLimit (three lanes)");
   if (c.maxFrameItems < 1 || c.maxFrameBytes <= FRAME_HEADER_BYTES + ITEM_OVERHEAD_BYTES) {
     fail("frames must hold an item");
   }

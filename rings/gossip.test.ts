@@ -229,6 +229,19 @@ describe("anti-entropy", () => {
     expect(g.hasSeen("m19")).toBe(true); // seen outlives history, so no re-delivery
   });
 
+  it("bounds history per lane: a membership storm does not evict revocations or app broadcasts", () => {
+    const g = node({ historyLimit: 5, historyTtlMs: 10_000, seenTtlMs: 20_000 });
+    g.handle({ type: "publish", id: "rev", envelope: env("rev"), priority: "trust" }, 0);
+    g.handle({ type: "publish", id: "app", envelope: env("app"), priority: "app" }, 0);
+    for (let i = 0; i < 50; i++) {
+      g.handle({ type: "publish", id: `s${i}`, envelope: env(`s${i}`), priority: "membership" }, 1);
+    }
+    expect(g.stats().history).toBe(7); // 5 membership + 1 trust + 1 app
+    const repaired = sends(g.handle({ type: "want", from: "p1", ids: ["rev", "app", "s0", "s49"] }, 2));
+    const got = repaired.flatMap((s) => s.items.map((i) => new TextDecoder().decode(i.envelope)));
+    expect(got).toEqual(["rev", "s49", "app"]); // lane order; s0 was evicted from its own lane only
+  });
+
   it("bounds each digest yet covers the whole history over successive digests", () => {
     const g = node({ maxDigestIds: 4, antiEntropyIntervalMs: 100 });
     for (let i = 0; i < 12; i++) {

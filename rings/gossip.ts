@@ -8,7 +8,9 @@
  * 2. Lazy push: the message also joins the transmit-limited broadcast queue; every gossip tick sends
  *    queued items to `fanout` random peers, and SWIM messages piggyback them, until each has been
  *    sent retransmitMult × ceil(log10(N + 1)) times in all (the eager sends count). This covers loss.
- * 3. Anti-entropy: a bounded history of recent envelopes; every `antiEntropyIntervalMs` a digest of
+ * 3. Anti-entropy: a bounded history of recent envelopes, bounded per lane (historyLimit each) so a
+ *    storm of membership messages cannot push certificates, revocations or application broadcasts
+ *    out of it; every `antiEntropyIntervalMs` a digest of
  *    held ids goes to one random peer, which answers with the ids it lacks (`want`) and receives them.
  *    Repaired envelopes travel with `repairHops` hops, so the receiver floods them on into its side
  *    of the mesh: after a partition heals, one crossing per message suffices, and both sides learn
@@ -19,7 +21,13 @@
  */
 
 import { FRAME_HEADER_BYTES } from "../protocol/index.ts";
-import { type BroadcastItem, type BroadcastPriority, BroadcastQueue, itemBytes } from "./broadcast-queue.ts";
+import {
+  type BroadcastItem,
+  type BroadcastPriority,
+  BroadcastQueue,
+  itemBytes,
+  PRIORITY_ORDER,
+} from "./broadcast-queue.ts";
 import { type GossipConfig, validateGossipConfig } from "./gossip-config.ts";
 import { type Rng, randomInt, shuffle } from "./rng.ts";
 import { SeenSet } from "./seen-set.ts";
@@ -90,7 +98,10 @@ interface HistoryEntry {
 export class Gossip {
   private peers: string[] = [];
   private readonly seen: SeenSet;
-  private readonly history = new Map<string, HistoryEntry>();
+  /** Per lane, id → entry in insertion (age) order. */
+  private readonly history = new Map<BroadcastPriority, Map<string, HistoryEntry>>(
+    PRIORITY_ORDER.map((p) => [p, new Map()]),
+  );
   private readonly queue: BroadcastQueue;
   /** Ids asked for and not yet received → when to give up waiting (so two digests don't ask twice). */
   private readonly pendingWants = new Map<string, number>();
@@ -180,7 +191,7 @@ export class Gossip {
       peers: this.peers.length,
       seen: this.seen.size,
       seenEvicted: this.seen.evicted,
-      history: this.history.size,
+      history: this.historySize(),
       queued: this.queue.size(),
       queuedMembership: this.queue.size("membership"),
       queueDropped: this.queue.dropped,
@@ -195,7 +206,7 @@ export class Gossip {
       return false;
     }
     this.seen.add(id, nowMs);
-    this.history.set(id, { envelope, priority, expiresAtMs: nowMs + this.config.historyTtlMs });
+    this.lane(priority).set(id, { envelope, priority, expiresAtMs: nowMs + this.config.historyTtlMs });
     this.pruneHistory(nowMs);
     return true;
   }
@@ -264,7 +275,8 @@ export class Gossip {
    */
   private digestIds(): string[] {
     const max = this.config.maxDigestIds;
-    const ids = [...this.history.keys()]; // oldest first
+    // Oldest first; the rarer lanes last, so they fall in the always-sent newest half.
+    const ids = ["membership", "app", "trust"].flatMap((p) => [...this.lane(p as BroadcastPriority).keys()]);
     if (ids.length <= max) return ids.reverse();
     const newestCount = Math.ceil(max / 2);
     const older = ids.slice(0, ids.length - newestCount);
@@ -298,7 +310,7 @@ export class Gossip {
   private onWant(from: string, ids: string[]): GossipAction[] {
     const held: { priority: BroadcastPriority; item: BroadcastItem }[] = [];
     for (const id of new Set(ids.slice(0, this.config.maxDigestIds))) {
-      const entry = this.history.get(id);
+      const entry = this.historyEntry(id);
       if (!entry) {
         this.counters.wantMisses++;
         continue;
@@ -308,8 +320,8 @@ export class Gossip {
         item: { envelope: entry.envelope, hops: this.config.repairHops },
       });
     }
-    // Membership first (stable sort keeps the requested order within a lane).
-    held.sort((a, b) => (a.priority === b.priority ? 0 : a.priority === "membership" ? -1 : 1));
+    // Lane order (stable sort keeps the requested order within a lane).
+    held.sort((a, b) => PRIORITY_ORDER.indexOf(a.priority) - PRIORITY_ORDER.indexOf(b.priority));
     const frames = packFrames(
       held.map((h) => h.item),
       this.itemBudgetBytes(),
@@ -328,10 +340,30 @@ export class Gossip {
   }
 
   private pruneHistory(nowMs: number): void {
-    for (const [id, entry] of this.history) {
-      if (entry.expiresAtMs > nowMs && this.history.size <= this.config.historyLimit) break;
-      this.history.delete(id);
+    for (const lane of this.history.values()) {
+      for (const [id, entry] of lane) {
+        if (entry.expiresAtMs > nowMs && lane.size <= this.config.historyLimit) break;
+        lane.delete(id);
+      }
     }
+  }
+
+  private lane(priority: BroadcastPriority): Map<string, HistoryEntry> {
+    return this.history.get(priority) as Map<string, HistoryEntry>;
+  }
+
+  private historyEntry(id: string): HistoryEntry | undefined {
+    for (const lane of this.history.values()) {
+      const entry = lane.get(id);
+      if (entry !== undefined) return entry;
+    }
+    return undefined;
+  }
+
+  private historySize(): number {
+    let n = 0;
+    for (const lane of this.history.values()) n += lane.size;
+    return n;
   }
 
   /** Up to `count` distinct random peers, never `exclude`. */

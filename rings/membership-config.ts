@@ -46,6 +46,8 @@ export function validateConfig(config: MembershipConfig): void {
   if (!wholeAtLeast(config.awarenessMaxMultiplier, 1))
     throw new InvalidMembershipConfigError("awarenessMaxMultiplier >= 1");
   if (!wholeAtLeast(config.retransmitMult, 1)) throw new InvalidMembershipConfigError("retransmitMult >= 1");
+  if (config.reconnectIntervalMs !== undefined && !(config.reconnectIntervalMs > 0))
+    throw new InvalidMembershipConfigError("reconnectIntervalMs > 0");
   if (config.deadReclaimMs !== undefined && !(config.deadReclaimMs >= 0))
     throw new InvalidMembershipConfigError("deadReclaimMs >= 0");
 }

@@ -44,6 +44,14 @@ export interface MembershipConfig {
    * which is what makes a replayed old `alive` harmless.
    */
   deadReclaimMs?: number;
+  /**
+   * When set, every this often one random dead member (not one that left) is pinged with a
+   * `reconnect` send, as Serf reconnects to failed members. The runtime sends the signed death
+   * notice along, so a member that was only cut off (a partition) learns it was declared dead and
+   * refutes; its ack carries its new `alive`. This is what merges the two sides of a healed
+   * partition, after each has declared the other dead and stopped gossiping to it.
+   */
+  reconnectIntervalMs?: number;
 }
 
 /** A member as this node sees it. */
@@ -123,7 +131,7 @@ export type MembershipAction =
    * ping: `target` is `to`. ping-req: `target` is the node to probe. ack: `target` is the node whose
    * liveness it proves. nack: `target` is the node that stayed silent.
    */
-  | { type: "send"; to: NodeId; addr: string; message: ProbeMessage }
+  | { type: "send"; to: NodeId; addr: string; message: ProbeMessage; reconnect?: true }
   /** Gossip a message of our own to the ring (retransmit it `retransmitLimit()` times). */
   | { type: "broadcast"; message: GossipMessage }
   /** A member (or this node, on leave) moved to `state`. Fires exactly once per transition. */

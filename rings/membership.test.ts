@@ -287,6 +287,28 @@ describe("Membership tombstones", () => {
   });
 });
 
+describe("Membership reconnect", () => {
+  it("pings a random dead member every reconnectIntervalMs, never one that left, and not when unset", () => {
+    const config = { ...lanConfig(), reconnectIntervalMs: 2000 };
+    const m = new Membership({ id: A, addr: addr(A) }, config, seededRng(5));
+    m.handle({ type: "seed", members: [B, C, D].map((id) => ({ id, addr: addr(id), incarnation: 0 })) }, 0);
+    m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 100);
+    m.handle({ type: "dead", from: D, node: D, incarnation: 0 }, 100); // D left
+    const reconnects = drive(m, 20_000).filter(
+      ({ action: a }) => a.type === "send" && a.reconnect === true,
+    ) as { t: number; action: Send }[];
+    expect(reconnects.length).toBeGreaterThanOrEqual(9);
+    expect(reconnects.length).toBeLessThanOrEqual(10);
+    expect(reconnects.every(({ action }) => action.to === C && action.message.kind === "ping")).toBe(true);
+    const gaps = reconnects.slice(1).map((r, i) => r.t - (reconnects[i]?.t ?? 0));
+    expect(gaps.every((g) => g >= 2000)).toBe(true);
+
+    const plain = node([B, C]);
+    plain.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 100);
+    expect(drive(plain, 20_000).some(({ action: a }) => a.type === "send" && a.reconnect)).toBe(false);
+  });
+});
+
 describe("Membership leave", () => {
   it("announces its own death, stops, and peers record it as left", () => {
     const m = node([B, C]);

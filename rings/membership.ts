@@ -53,6 +53,7 @@ export class Membership {
   private probe: Probe | undefined;
   /** Undefined until the first event gives us a time. */
   private nextProbeAtMs: number | undefined;
+  private nextReconnectAtMs: number | undefined;
   private seq = 0;
   private left = false;
 
@@ -73,6 +74,8 @@ export class Membership {
     if (this.left) return out;
     // Stagger the first probe within one interval so that nodes started together do not probe in step.
     this.nextProbeAtMs ??= nowMs + randomInt(this.rng, this.config.probeIntervalMs);
+    if (this.config.reconnectIntervalMs !== undefined)
+      this.nextReconnectAtMs ??= nowMs + randomInt(this.rng, this.config.reconnectIntervalMs);
     this.advance(nowMs, out);
     switch (event.type) {
       case "tick":
@@ -129,6 +132,7 @@ export class Membership {
     let wake = this.probe ? this.probe.deadlineMs : this.nextProbeAtMs;
     if (this.probe && !this.probe.helpers) wake = Math.min(wake, this.probe.timeoutAtMs);
     for (const relay of this.relays.values()) wake = Math.min(wake, relay.nackAtMs);
+    if (this.nextReconnectAtMs !== undefined) wake = Math.min(wake, this.nextReconnectAtMs);
     return Math.min(wake, this.table.nextDeadlineMs());
   }
 
@@ -179,6 +183,21 @@ export class Membership {
     if (probe && nowMs >= probe.deadlineMs) this.failProbe(probe, nowMs, out);
     if (!this.probe && this.nextProbeAtMs !== undefined && nowMs >= this.nextProbeAtMs)
       this.startProbe(nowMs, out);
+    const interval = this.config.reconnectIntervalMs;
+    if (interval !== undefined && this.nextReconnectAtMs !== undefined && nowMs >= this.nextReconnectAtMs) {
+      this.nextReconnectAtMs = nowMs + interval;
+      this.reconnect(out);
+    }
+  }
+
+  /** Ping one random dead member (not one that left): it may only have been cut off. */
+  private reconnect(out: MembershipAction[]): void {
+    const dead: MemberRecord[] = [];
+    for (const m of this.table.values()) if (m.state === "dead") dead.push(m);
+    if (dead.length === 0) return;
+    const target = dead[randomInt(this.rng, dead.length)] as MemberRecord;
+    const message: ProbeMessage = { kind: "ping", seq: this.nextSeq(), target: target.id };
+    out.push({ type: "send", to: target.id, addr: target.addr, message, reconnect: true });
   }
 
   private startProbe(nowMs: number, out: MembershipAction[]): void {
