@@ -14,6 +14,7 @@ import {
   type Broadcast,
   decodeFrame,
   EnjinError,
+  type Envelope,
   encodeFrame,
   encodePayload,
   envelopeIdKey,
@@ -32,6 +33,7 @@ import {
 } from "../protocol/index.ts";
 import {
   type Accepted,
+  type BroadcastPriority,
   type CertificateSource,
   Counters,
   defaultGossipConfig,
@@ -67,7 +69,20 @@ export interface MeshNodeOptions {
   readonly gossip?: Partial<GossipConfig>;
   /** How far another node's clock may run ahead of ours (default DEFAULT_MAX_CLOCK_SKEW_MS). */
   readonly maxClockSkewMs?: number;
+  /**
+   * The signature check (default `verifyEnvelope`). A simulation of many nodes in one process may
+   * pass a memo shared by its nodes (`memoizedVerifier`): ed25519's verdict on identical bytes is
+   * the same at every node, so only the CPU spent changes, never an outcome.
+   */
+  readonly verify?: (envelope: Envelope) => boolean;
 }
+
+/**
+ * How often a node pings one random dead member with its death notice (Serf's reconnect; memberlist's
+ * LAN config has no such thing). This is what heals a partition after both sides declared the other
+ * dead: the cut-off member refutes and its ack carries its new `alive` back.
+ */
+export const DEFAULT_RECONNECT_INTERVAL_MS = 1_000;
 
 /** Default tolerance for clocks of other nodes running ahead of ours. */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
@@ -110,16 +125,22 @@ export class MeshNode {
   #stopped = false;
   #onBroadcast: ((b: DeliveredBroadcast) => void) | undefined;
   #onMember: ((id: NodeId, state: MemberState, incarnation: number) => void) | undefined;
+  /** The newest signed `dead` about each member we hold dead: sent along when we reconnect to it. */
+  readonly #deathNotices = new Map<NodeId, { incarnation: number; envelope: Uint8Array }>();
+  /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
+  #ownAlive: Uint8Array | undefined;
 
   constructor(opts: MeshNodeOptions) {
     this.#opts = opts;
     this.id = keyHex(opts.identity.publicKey);
-    const sourceOption = opts.certificates === undefined ? {} : { source: opts.certificates };
-    this.trust = new TrustStore(opts.rootKey, sourceOption);
+    this.trust = new TrustStore(opts.rootKey, {
+      ...(opts.certificates === undefined ? {} : { source: opts.certificates }),
+      ...(opts.verify === undefined ? {} : { verify: opts.verify }),
+    });
     this.#gossipConfig = { ...defaultGossipConfig(), ...opts.gossip };
     this.membership = new Membership(
       { id: this.id, addr: opts.transport.address },
-      { ...lanConfig(), ...opts.membership },
+      { ...lanConfig(), reconnectIntervalMs: DEFAULT_RECONNECT_INTERVAL_MS, ...opts.membership },
       opts.rng,
     );
     this.gossip = new Gossip(this.id, this.#gossipConfig, opts.rng);
@@ -161,14 +182,16 @@ export class MeshNode {
     return id;
   }
 
-  /** Publish an envelope someone else signed (a certificate or revocation), unchanged. */
-  relay(envelope: Uint8Array): void {
-    const id = envelopeIdKey(envelope);
-    if (id === null || this.gossip.hasSeen(id)) return;
-    this.#gossipActions(
-      this.gossip.handle({ type: "publish", id, envelope, priority: "membership" }, this.#now()),
-    );
-    this.#reschedule();
+  /**
+   * Take in and gossip an envelope someone else signed (an operator's revocation, a certificate
+   * minted at join), unchanged and through the same checks as one received. False when refused (the
+   * reason is counted).
+   */
+  relay(envelope: Uint8Array): boolean {
+    const accepted = this.#ingestItems(this.#opts.transport.address, [
+      { hops: this.#gossipConfig.maxHops + 1, envelope },
+    ]);
+    return accepted > 0;
   }
 
   /** Leave gracefully: tell the ring, give the message a moment to spread, then stop. */
@@ -204,18 +227,28 @@ export class MeshNode {
       this.counters.inc(`rejected:frame-${err.reason}`);
       return;
     }
+    this.#ingestItems(from, items);
+  }
+
+  /** Ingest and apply each item; returns how many were accepted. */
+  #ingestItems(from: string, items: readonly FrameItem[]): number {
     const now = this.#now();
     const ctx = {
       trust: this.trust,
       ring: this.#opts.ring,
       hasSeen: (id: string) => this.gossip.hasSeen(id),
       counters: this.counters,
+      ...(this.#opts.verify === undefined ? {} : { verify: this.#opts.verify }),
     };
+    let count = 0;
     for (const item of items) {
       const accepted = ingest(ctx, item.envelope, item.hops, now);
-      if (accepted !== null) this.#apply(accepted, from, now);
+      if (accepted === null) continue;
+      count++;
+      this.#apply(accepted, from, now);
     }
     this.#reschedule();
+    return count;
   }
 
   #apply(msg: Accepted, fromAddr: string, now: number): void {
@@ -250,22 +283,19 @@ export class MeshNode {
       }
       case MessageType.Dead: {
         const p = msg.payload as PayloadOf<typeof MessageType.Dead>;
-        this.#membershipEvent({
-          type: "dead",
-          from: sender,
-          node: keyHex(p.node),
-          incarnation: p.incarnation,
-        });
+        const node = keyHex(p.node);
+        this.#noteDeath(node, p.incarnation, envelope.bytes);
+        this.#membershipEvent({ type: "dead", from: sender, node, incarnation: p.incarnation });
         this.#forward(msg, "membership", now);
         return;
       }
       case MessageType.Announce:
         if (!this.#applyTrust(() => this.trust.addVerifiedCertificate(envelope, now))) return;
-        this.#forward(msg, "membership", now);
+        this.#forward(msg, "trust", now);
         return;
       case MessageType.Revoke:
         if (!this.#applyTrust(() => this.trust.addVerifiedRevocation(envelope, now))) return;
-        this.#forward(msg, "membership", now);
+        this.#forward(msg, "trust", now);
         return;
       case MessageType.Broadcast: {
         const p = msg.payload as Broadcast;
@@ -323,7 +353,7 @@ export class MeshNode {
   }
 
   /** Hand an accepted gossip message to the gossip layer, which marks it seen and forwards it. */
-  #forward(msg: Accepted, priority: "membership" | "app", now: number): void {
+  #forward(msg: Accepted, priority: BroadcastPriority, now: number): void {
     const event = {
       type: "accepted" as const,
       id: msg.id,
@@ -349,7 +379,7 @@ export class MeshNode {
     for (const action of actions) {
       switch (action.type) {
         case "send":
-          this.#sendProbe(action.addr, action.message);
+          this.#sendProbe(action.addr, action.message, action.reconnect === true);
           break;
         case "broadcast": {
           const m = action.message;
@@ -360,6 +390,8 @@ export class MeshNode {
               : m.kind === "suspect"
                 ? this.#seal(MessageType.Suspect, { node, incarnation: m.incarnation })
                 : this.#seal(MessageType.Dead, { node, incarnation: m.incarnation });
+          if (m.kind === "alive" && m.node === this.id) this.#ownAlive = envelope;
+          if (m.kind === "dead") this.#noteDeath(m.node, m.incarnation, envelope);
           const id = envelopeIdKey(envelope)!;
           this.#gossipActions(
             this.gossip.handle({ type: "publish", id, envelope, priority: "membership" }, now),
@@ -367,6 +399,7 @@ export class MeshNode {
           break;
         }
         case "changed":
+          if (action.state !== "dead") this.#deathNotices.delete(action.id);
           this.#peersDirty = true;
           this.#onMember?.(action.id, action.state, action.incarnation);
           break;
@@ -374,14 +407,35 @@ export class MeshNode {
     }
   }
 
-  #sendProbe(addr: string, message: ProbeMessage): void {
+  /**
+   * Send a probe message with queued gossip piggybacked. A reconnect ping goes after the target's
+   * death notice (so the target refutes before it answers); an ack carries our own `alive` with full
+   * hops (so a prober that holds us dead learns our newer incarnation and spreads it).
+   */
+  #sendProbe(addr: string, message: ProbeMessage, reconnect: boolean): void {
     const type = PROBE_TYPES[message.kind];
-    const envelope = this.#seal(type, { seq: message.seq, target: keyFromHex(message.target) });
-    const budget =
-      this.#gossipConfig.maxFrameBytes - FRAME_HEADER_BYTES - FRAME_ITEM_OVERHEAD_BYTES - envelope.byteLength;
-    const piggyback =
-      budget > 0 ? this.gossip.piggyback(budget, this.#gossipConfig.maxFrameItems - 1, this.#now()) : [];
-    this.#send(addr, [{ hops: 0, envelope }, ...piggyback]);
+    const items: FrameItem[] = [];
+    const notice = reconnect ? this.#deathNotices.get(message.target) : undefined;
+    if (notice !== undefined) items.push({ hops: 0, envelope: notice.envelope });
+    const probe = this.#seal(type, { seq: message.seq, target: keyFromHex(message.target) });
+    items.push({ hops: 0, envelope: probe });
+    if (message.kind === "ack" && this.#ownAlive !== undefined) {
+      items.push({ hops: this.#gossipConfig.maxHops, envelope: this.#ownAlive });
+    }
+    const used = items.reduce(
+      (n, i) => n + FRAME_ITEM_OVERHEAD_BYTES + i.envelope.byteLength,
+      FRAME_HEADER_BYTES,
+    );
+    const budget = this.#gossipConfig.maxFrameBytes - used;
+    const maxItems = this.#gossipConfig.maxFrameItems - items.length;
+    if (budget > 0 && maxItems > 0) items.push(...this.gossip.piggyback(budget, maxItems, this.#now()));
+    this.#send(addr, items);
+  }
+
+  #noteDeath(node: NodeId, incarnation: number, envelope: Uint8Array): void {
+    const held = this.#deathNotices.get(node);
+    if (node === this.id || (held !== undefined && held.incarnation >= incarnation)) return;
+    this.#deathNotices.set(node, { incarnation, envelope: envelope.slice() });
   }
 
   #gossipActions(actions: GossipAction[]): void {
@@ -410,14 +464,6 @@ export class MeshNode {
 
   #reschedule(): void {
     if (this.#stopped) return;
-    if (this.#peersDirty) {
-      this.#peersDirty = false;
-      const peers = this.membership
-        .members()
-        .filter((m) => m.state === "alive" || m.state === "suspect")
-        .map((m) => m.id);
-      this.gossip.handle({ type: "peers", peers }, this.#now());
-    }
     const wakeMs = Math.min(this.membership.nextWakeMs(), this.gossip.nextWakeMs());
     if (wakeMs === this.#timerAtMs && this.#timer !== undefined) return;
     if (this.#timer !== undefined) this.#opts.clock.clearTimer(this.#timer);
@@ -431,6 +477,12 @@ export class MeshNode {
     this.#timerAtMs = Number.POSITIVE_INFINITY;
     if (this.#stopped) return;
     const now = this.#now();
+    // Gossip's peer list follows membership once per tick (at least every gossip interval), not at
+    // every change: a partition brings thousands of changes, each an O(members) rebuild.
+    if (this.#peersDirty) {
+      this.#peersDirty = false;
+      this.gossip.handle({ type: "peers", peers: this.membership.liveIds() }, now);
+    }
     if (this.membership.nextWakeMs() <= now) {
       this.#membershipActions(this.membership.handle({ type: "tick" }, now), now);
     }

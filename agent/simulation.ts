@@ -8,7 +8,14 @@
  * them) and checks each one the first time it hears from that key.
  */
 
-import { generateIdentity, type Identity, issueCertificate, keyHex } from "../protocol/index.ts";
+import {
+  type Envelope,
+  generateIdentity,
+  type Identity,
+  issueCertificate,
+  keyHex,
+  verifyEnvelope,
+} from "../protocol/index.ts";
 import { type GossipConfig, type MembershipConfig, type NodeId, seededRng } from "../rings/index.ts";
 import { MeshNode } from "./mesh-node.ts";
 import { type MemoryNetwork, memory, memoryNetwork } from "./transport/memory.ts";
@@ -25,6 +32,33 @@ export interface SimOptions {
   readonly gossip?: Partial<GossipConfig>;
   /** Start every node knowing every member (a converged mesh); default true. */
   readonly converged?: boolean;
+  /**
+   * Share one signature-verdict memo among all nodes (default false: every node verifies every
+   * message itself, as it would on its own machine). Outcomes are identical either way — ed25519's
+   * verdict on the same bytes is the same at every node — so scenarios whose point is convergence
+   * rather than CPU (a 1,000-node partition costs millions of verifications) may turn it on.
+   */
+  readonly sharedVerifyMemo?: boolean;
+}
+
+/** Entries the shared memo holds before it starts over (bounds its memory). */
+export const VERIFY_MEMO_LIMIT = 500_000;
+
+/**
+ * A signature check that remembers its verdict per exact envelope bytes, for many simulated nodes
+ * in one process. Keyed by the whole envelope, so different bytes are always checked afresh.
+ */
+export function memoizedVerifier(limit = VERIFY_MEMO_LIMIT): (env: Envelope) => boolean {
+  const memo = new Map<string, boolean>();
+  return (env) => {
+    const key = Buffer.from(env.bytes.buffer, env.bytes.byteOffset, env.bytes.byteLength).toString("latin1");
+    const known = memo.get(key);
+    if (known !== undefined) return known;
+    const verdict = verifyEnvelope(env);
+    if (memo.size >= limit) memo.clear();
+    memo.set(key, verdict);
+    return verdict;
+  };
 }
 
 /** One simulated node and what it observed. */
@@ -100,6 +134,7 @@ export async function createMesh(opts: SimOptions): Promise<SimMesh> {
   }
   const source = (hex: string) => certificates.get(hex);
   const factory = memory(net);
+  const verify = opts.sharedVerifyMemo === true ? memoizedVerifier() : undefined;
   const nodes: SimNode[] = [];
   for (let i = 0; i < opts.nodes; i++) {
     const identity = identities[i]!;
@@ -114,6 +149,7 @@ export async function createMesh(opts: SimOptions): Promise<SimMesh> {
       rng: seededRng(opts.seed * 7919 + i),
       ...(opts.membership === undefined ? {} : { membership: opts.membership }),
       ...(opts.gossip === undefined ? {} : { gossip: opts.gossip }),
+      ...(verify === undefined ? {} : { verify }),
     });
     const sim: SimNode = {
       index: i,

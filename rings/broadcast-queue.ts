@@ -20,6 +20,9 @@ export const PRIORITY_ORDER: readonly BroadcastPriority[] = ["trust", "membershi
 /** Bytes a frame spends on each item besides the envelope itself (hop count + length prefix). */
 export const ITEM_OVERHEAD_BYTES = FRAME_ITEM_OVERHEAD_BYTES;
 
+/** Items too big for the space left that one `take` passes over before it calls the frame full. */
+export const MAX_SKIPS_PER_TAKE = 8;
+
 /** What a frame carries for each item: the origin's envelope, untouched, and the hops left. */
 export interface BroadcastItem {
   readonly envelope: Uint8Array;
@@ -101,18 +104,26 @@ export class BroadcastQueue {
     const taken: Entry[] = [];
     const spent: Entry[] = [];
     let bytesLeft = maxBytes;
-    for (const priority of PRIORITY_ORDER) {
+    let skipped = 0;
+    // This runs for every probe and gossip round, so it stops as soon as the frame is full: when no
+    // item can fit any more, or after MAX_SKIPS_PER_TAKE items too big for what is left.
+    const full = () =>
+      taken.length >= maxItems || bytesLeft <= ITEM_OVERHEAD_BYTES || skipped >= MAX_SKIPS_PER_TAKE;
+    scan: for (const priority of PRIORITY_ORDER) {
       const lane = this.lane(priority);
       const counts = [...lane.keys()].sort((a, b) => a - b);
       for (const count of counts) {
         for (const entry of lane.get(count)?.values() ?? []) {
-          if (taken.length >= maxItems || bytesLeft <= ITEM_OVERHEAD_BYTES) break;
+          if (full()) break scan;
           if (entry.transmits >= limit) {
             spent.push(entry); // the mesh shrank under it
             continue;
           }
           const bytes = itemBytes(entry);
-          if (bytes > bytesLeft) continue;
+          if (bytes > bytesLeft) {
+            skipped++;
+            continue;
+          }
           bytesLeft -= bytes;
           taken.push(entry);
         }

@@ -45,6 +45,8 @@ export interface IngestContext {
   /** Dedup: true when the id was already accepted. */
   readonly hasSeen: (id: string) => boolean;
   readonly counters: Counters;
+  /** Signature check; default `verifyEnvelope`. Simulations may share a memo across their nodes. */
+  readonly verify?: (envelope: Envelope) => boolean;
 }
 
 /** Message types that travel on a ring's network between its members. */
@@ -108,7 +110,7 @@ export function ingest(ctx: IngestContext, bytes: Uint8Array, hops: number, nowM
   if (standing !== ROOT && typeof standing === "string") return reject(ctx, standing);
   const refusal = authorize(standing, envelope.type, ctx.ring);
   if (refusal !== null) return reject(ctx, refusal);
-  if (!verifyEnvelope(envelope)) return reject(ctx, "bad-signature");
+  if (!(ctx.verify ?? verifyEnvelope)(envelope)) return reject(ctx, "bad-signature");
   let payload: PayloadOf<MessageType>;
   try {
     payload = decodePayload(envelope.type, envelope.payload);

@@ -78,6 +78,7 @@ export class MemberTable {
    */
   suspect(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]): boolean {
     const m = this.records.get(node);
+    if (m === this.me && incarnation < m.incarnation) this.announce(out, false);
     if (!m || incarnation < m.incarnation) return false;
     const running = this.suspicions.get(node);
     if (running) {
@@ -131,6 +132,8 @@ export class MemberTable {
   /** `from` declares `node` dead at `incarnation`; final for that incarnation. */
   dead(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]): void {
     const m = this.records.get(node);
+    // An accusation about an incarnation we have moved past: make sure the newer one is out.
+    if (m === this.me && incarnation < m.incarnation) this.announce(out, false);
     if (!m || incarnation < m.incarnation || m.state === "dead" || m.state === "left") return;
     if (m === this.me) {
       this.refute(incarnation, out);
@@ -139,6 +142,11 @@ export class MemberTable {
     m.incarnation = incarnation;
     this.suspicions.delete(node);
     this.transition(m, from === node ? "left" : "dead", nowMs, out);
+  }
+
+  /** Our own entry in a seed list that peers already hold: take its incarnation as it is. */
+  adoptSelf(incarnation: number): void {
+    this.me.incarnation = Math.max(this.me.incarnation, incarnation);
   }
 
   /** Our own entry in a seed list: start past any incarnation others may hold news about. */

@@ -83,8 +83,10 @@ export class Membership {
       case "seed": {
         let bumped = false;
         for (const seed of event.members) {
-          if (seed.id === this.table.me.id) bumped = this.table.seedSelf(seed.incarnation) || bumped;
-          else this.onAlive(seed.id, seed.incarnation, seed.addr, nowMs, out);
+          if (seed.id === this.table.me.id) {
+            if (event.announce ?? true) bumped = this.table.seedSelf(seed.incarnation) || bumped;
+            else this.table.adoptSelf(seed.incarnation);
+          } else this.onAlive(seed.id, seed.incarnation, seed.addr, nowMs, out);
         }
         if (event.announce ?? true) this.table.announce(out, bumped);
         break;
@@ -145,6 +147,15 @@ export class Membership {
   /** Every known member, this node and dead/left tombstones included, sorted by id. */
   members(): MemberView[] {
     return [...this.table.values()].map((m) => ({ ...m })).sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  /** Ids of the members worth gossiping to (alive or suspect), not this node. No copies of records. */
+  liveIds(): NodeId[] {
+    const ids: NodeId[] = [];
+    for (const m of this.table.values()) {
+      if (m !== this.table.me && (m.state === "alive" || m.state === "suspect")) ids.push(m.id);
+    }
+    return ids;
   }
 
   /** How many members are alive (not suspect, dead or left), this node included. */

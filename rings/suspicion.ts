@@ -34,6 +34,8 @@ export function suspicionTimeoutMs(confirmations: number, k: number, minMs: numb
 export class Suspicion {
   private readonly confirmers = new Set<NodeId>();
   private confirmed = 0;
+  /** Cached: the runtime asks for the next deadline after every message, so compute it on change. */
+  private deadline: number;
 
   /**
    * @param from the accuser whose message started the suspicion.
@@ -48,6 +50,7 @@ export class Suspicion {
     readonly startMs: number,
   ) {
     this.confirmers.add(from);
+    this.deadline = startMs + suspicionTimeoutMs(0, k, minMs, maxMs);
   }
 
   /**
@@ -58,6 +61,7 @@ export class Suspicion {
     if (this.confirmed >= this.k || this.confirmers.has(from)) return false;
     this.confirmers.add(from);
     this.confirmed++;
+    this.deadline = this.startMs + suspicionTimeoutMs(this.confirmed, this.k, this.minMs, this.maxMs);
     return true;
   }
 
@@ -68,6 +72,6 @@ export class Suspicion {
 
   /** When the suspected member is to be declared dead (may already be past after a confirmation). */
   deadlineMs(): number {
-    return this.startMs + suspicionTimeoutMs(this.confirmed, this.k, this.minMs, this.maxMs);
+    return this.deadline;
   }
 }
