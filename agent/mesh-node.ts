@@ -84,6 +84,9 @@ export interface MeshNodeOptions {
  */
 export const DEFAULT_RECONNECT_INTERVAL_MS = 1_000;
 
+/** Suspicion timers run up to this fraction of the minimum timeout longer, at random (see rings/). */
+export const DEFAULT_SUSPICION_JITTER_FRACTION = 0.1;
+
 /** Default tolerance for clocks of other nodes running ahead of ours. */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
 
@@ -140,7 +143,12 @@ export class MeshNode {
     this.#gossipConfig = { ...defaultGossipConfig(), ...opts.gossip };
     this.membership = new Membership(
       { id: this.id, addr: opts.transport.address },
-      { ...lanConfig(), reconnectIntervalMs: DEFAULT_RECONNECT_INTERVAL_MS, ...opts.membership },
+      {
+        ...lanConfig(),
+        reconnectIntervalMs: DEFAULT_RECONNECT_INTERVAL_MS,
+        suspicionJitterFraction: DEFAULT_SUSPICION_JITTER_FRACTION,
+        ...opts.membership,
+      },
       opts.rng,
     );
     this.gossip = new Gossip(this.id, this.#gossipConfig, opts.rng);

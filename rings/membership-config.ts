@@ -46,6 +46,9 @@ export function validateConfig(config: MembershipConfig): void {
   if (!wholeAtLeast(config.awarenessMaxMultiplier, 1))
     throw new InvalidMembershipConfigError("awarenessMaxMultiplier >= 1");
   if (!wholeAtLeast(config.retransmitMult, 1)) throw new InvalidMembershipConfigError("retransmitMult >= 1");
+  const jitter = config.suspicionJitterFraction;
+  if (jitter !== undefined && !(jitter >= 0 && jitter <= 1))
+    throw new InvalidMembershipConfigError("0 <= suspicionJitterFraction <= 1");
   if (config.reconnectIntervalMs !== undefined && !(config.reconnectIntervalMs > 0))
     throw new InvalidMembershipConfigError("reconnectIntervalMs > 0");
   if (config.deadReclaimMs !== undefined && !(config.deadReclaimMs >= 0))
@@ -86,7 +89,8 @@ export interface DetectionBoundOptions {
  * 3. The suspicion reaches everyone within `disseminationMs` (D).
  * 4. Each member's timer runs at most the maximum suspicion timeout,
  *    S = suspicionMaxTimeoutMult × suspicionMult × max(1, log10 n) × I (its estimate of the size is
- *    at most n; confirmations only shorten it). On expiry it declares F dead itself — it does not
+ *    at most n; confirmations only shorten it), plus its jitter (suspicionJitterFraction × the
+ *    minimum timeout). On expiry it declares F dead itself — it does not
  *    even need the first declarer's `dead` gossip.
  * Bound: (s + 1) × I + D + S.
  * For lanConfig and n = 50 that is 98 s + D + 40.75 s deterministically, or 15 s + D + 40.75 s at
@@ -102,7 +106,8 @@ export function detectionBoundMs(
   const worstSlots = Math.max(1, 2 * (n - 1) - 1);
   const p = options.missProbability;
   const slots = p === undefined ? worstSlots : Math.min(worstSlots, Math.ceil(Math.log(1 / p)));
+  const minSuspicionMs = suspicionMinTimeoutMs(config.suspicionMult, n, intervalMs);
   const maxSuspicionMs =
-    config.suspicionMaxTimeoutMult * suspicionMinTimeoutMs(config.suspicionMult, n, intervalMs);
+    config.suspicionMaxTimeoutMult * minSuspicionMs + (config.suspicionJitterFraction ?? 0) * minSuspicionMs;
   return (slots + 1) * intervalMs + (options.disseminationMs ?? 0) + maxSuspicionMs;
 }

@@ -65,7 +65,7 @@ export class Membership {
   ) {
     validateConfig(config);
     this.awareness = new Awareness(config.awarenessMaxMultiplier);
-    this.table = new MemberTable(self, config, this.awareness);
+    this.table = new MemberTable(self, config, this.awareness, rng);
   }
 
   /** Applies one event at time `nowMs` (never decreasing) and returns what to do, in order. */
