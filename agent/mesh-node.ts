@@ -140,7 +140,12 @@ export class MeshNode {
       ...(opts.certificates === undefined ? {} : { source: opts.certificates }),
       ...(opts.verify === undefined ? {} : { verify: opts.verify }),
     });
-    this.#gossipConfig = { ...defaultGossipConfig(), ...opts.gossip };
+    this.#gossipConfig = {
+      ...defaultGossipConfig(),
+      batchEagerPush: true,
+      eagerPushMembership: false,
+      ...opts.gossip,
+    };
     this.membership = new Membership(
       { id: this.id, addr: opts.transport.address },
       {
@@ -472,6 +477,8 @@ export class MeshNode {
 
   #reschedule(): void {
     if (this.#stopped) return;
+    // The end of every unit of work: push what it made new, in one batch (see batchEagerPush).
+    this.#gossipActions(this.gossip.handle({ type: "flush" }, this.#now()));
     const wakeMs = Math.min(this.membership.nextWakeMs(), this.gossip.nextWakeMs());
     if (wakeMs === this.#timerAtMs && this.#timer !== undefined) return;
     if (this.#timer !== undefined) this.#opts.clock.clearTimer(this.#timer);

@@ -41,6 +41,20 @@ export interface GossipConfig {
   repairHops: number;
   /** Frames sent in answer to one want, at most: bounds what one small want can make us send. */
   maxRepairFramesPerWant: number;
+  /**
+   * Hold eager pushes until a `flush` event and send the batch to one set of fanout peers, packed
+   * (default false: each message is pushed at once, on its own). A storm of thousands of messages
+   * (a partition of a large mesh) then costs a few frames per inbound frame instead of three per
+   * message; the daemon flushes after every inbound frame, so no latency is added.
+   */
+  batchEagerPush: boolean;
+  /**
+   * Push membership messages eagerly too (default true). False leaves them to the gossip rounds and
+   * to piggybacking on probes, as memberlist does: failure detection is paced by suspicion timeouts
+   * of seconds, not by dissemination, and a large partition produces thousands of membership
+   * messages, which eager push would turn into three frames each at every node.
+   */
+  eagerPushMembership: boolean;
   /** Broadcasts waiting in the queue, at most. */
   maxQueuedBroadcasts: number;
 }
@@ -63,6 +77,8 @@ export function defaultGossipConfig(): GossipConfig {
     repairHops: 12,
     maxRepairFramesPerWant: 16,
     maxQueuedBroadcasts: 1_024,
+    batchEagerPush: false,
+    eagerPushMembership: true,
   };
 }
 
@@ -77,7 +93,9 @@ export function validateGossipConfig(c: GossipConfig): void {
     throw new InvalidGossipConfigError(why);
   };
   for (const key of Object.keys(c) as (keyof GossipConfig)[]) {
-    if (!(c[key] >= 0) || !Number.isFinite(c[key])) fail(`${key} must be a finite number >= 0`);
+    const value = c[key];
+    if (typeof value === "boolean") continue;
+    if (!(value >= 0) || !Number.isFinite(value)) fail(`${key} must be a finite number >= 0`);
   }
   if (c.fanout < 1) fail("fanout must be >= 1");
   if (c.maxRepairFramesPerWant < 1) fail("maxRepairFramesPerWant must be >= 1");

@@ -73,6 +73,64 @@ describe("eager push", () => {
     expect(g.hasSeen("m")).toBe(true);
   });
 
+  it("batchEagerPush: holds pushes until flush, then sends the batch packed to one set of fanout peers", () => {
+    const g = node({ batchEagerPush: true, fanout: 3 }, 9);
+    for (const id of ["a", "b", "c"]) {
+      const now = g.handle(
+        { type: "accepted", id, envelope: env(id, 40), hops: 5, from: "p3", priority: "app" },
+        0,
+      );
+      expect(now).toEqual([]);
+    }
+    g.handle({ type: "publish", id: "m", envelope: env("m", 40), priority: "membership" }, 0);
+    const out = sends(g.handle({ type: "flush" }, 0));
+    expect(out).toHaveLength(3); // one frame per peer: all four fit
+    expect(new Set(out.map((s) => s.to)).size).toBe(3);
+    for (const s of out) {
+      // membership first; a mixed batch (p3 and our own publish) excludes nobody, so p3 may be a target
+      expect(s.items.map((i) => new TextDecoder().decode(i.envelope).replace(/\0+$/, ""))).toEqual([
+        "m",
+        "a",
+        "b",
+        "c",
+      ]);
+    }
+    expect(g.handle({ type: "flush" }, 0)).toEqual([]); // nothing left
+    // The eager sends counted as transmits: the lazy rounds send each item limit − 3 more times.
+    const limit = 4 * Math.ceil(Math.log10(10 + 1));
+    const lazy = sends(runTicks(g, 1, 10_000)).flatMap((s) => s.items).length;
+    expect(lazy).toBe(4 * (limit - 3));
+  });
+
+  it("eagerPushMembership false: membership messages wait for the gossip rounds; app ones still go at once", () => {
+    const g = node({ eagerPushMembership: false }, 9);
+    const m = g.handle(
+      { type: "accepted", id: "s", envelope: env("s"), hops: 5, from: "p1", priority: "membership" },
+      0,
+    );
+    expect(m).toEqual([]);
+    const a = g.handle(
+      { type: "accepted", id: "a", envelope: env("a"), hops: 5, from: "p1", priority: "app" },
+      0,
+    );
+    expect(sends(a)).toHaveLength(3);
+    const lazy = sends(runTicks(g, 1, 1_000)).flatMap((s) =>
+      s.items.map((i) => new TextDecoder().decode(i.envelope)),
+    );
+    expect(lazy).toContain("s");
+  });
+
+  it("batchEagerPush: a batch from one sender is never pushed back to it", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const g = node({ batchEagerPush: true }, 4, seed);
+      for (const id of ["a", "b"]) {
+        g.handle({ type: "accepted", id, envelope: env(id), hops: 5, from: "p1", priority: "app" }, 0);
+      }
+      const out = sends(g.handle({ type: "flush" }, 0));
+      expect(out.map((s) => s.to)).not.toContain("p1");
+    }
+  });
+
   it("stops at 0 hops: nothing sent now, nothing queued for later", () => {
     const g = node({ antiEntropyIntervalMs: 1e9 });
     const now = g.handle(

@@ -27,6 +27,7 @@ import {
   BroadcastQueue,
   itemBytes,
   PRIORITY_ORDER,
+  type QueuedBroadcast,
 } from "./broadcast-queue.ts";
 import { type GossipConfig, validateGossipConfig } from "./gossip-config.ts";
 import { type Rng, randomInt, shuffle } from "./rng.ts";
@@ -54,7 +55,13 @@ export type GossipEvent =
       priority: BroadcastPriority;
     }
   | { type: "digest"; from: string; ids: string[] }
-  | { type: "want"; from: string; ids: string[] };
+  | { type: "want"; from: string; ids: string[] }
+  /**
+   * With `batchEagerPush`: push every message published or accepted since the last flush, all to
+   * one set of `fanout` peers, packed into as few frames as fit. The runtime flushes after each
+   * inbound frame and each publish.
+   */
+  | { type: "flush" };
 
 /** Outputs the runtime carries out. */
 export type GossipAction =
@@ -108,6 +115,9 @@ export class Gossip {
   private nextGossipAtMs: number | undefined;
   private nextAntiEntropyAtMs: number | undefined;
   private digestCursor = 0;
+  /** With batchEagerPush: messages waiting for the next flush, and the one peer they all came from. */
+  private eagerPending: QueuedBroadcast[] = [];
+  private eagerFrom: string | null = null;
   private readonly counters = {
     published: 0,
     accepted: 0,
@@ -144,6 +154,8 @@ export class Gossip {
   /** Feeds one event; returns what to send. */
   handle(event: GossipEvent, nowMs: number): GossipAction[] {
     switch (event.type) {
+      case "flush":
+        return this.flushEager();
       case "tick":
         return this.tick(nowMs);
       case "peers":
@@ -220,11 +232,40 @@ export class Gossip {
     priority: BroadcastPriority,
   ): GossipAction[] {
     if (hops <= 0) return [];
+    if (priority === "membership" && !this.config.eagerPushMembership) {
+      if (itemBytes({ envelope, hops }) > this.itemBudgetBytes()) this.counters.oversize++;
+      else this.queue.enqueue({ id, envelope, hops, priority }, 0);
+      return [];
+    }
+    if (this.config.batchEagerPush) {
+      this.eagerPending.push({ id, envelope, hops, priority });
+      // One sender for the whole batch is excluded; a mixed batch excludes nobody.
+      this.eagerFrom = this.eagerPending.length === 1 || this.eagerFrom === from ? from : null;
+      return [];
+    }
     const targets = this.samplePeers(this.config.fanout, from);
     const actions: GossipAction[] = targets.map((to) => ({ type: "send", to, items: [{ envelope, hops }] }));
     this.counters.eagerItemsSent += targets.length;
     if (itemBytes({ envelope, hops }) > this.itemBudgetBytes()) this.counters.oversize++;
     else this.queue.enqueue({ id, envelope, hops, priority }, targets.length);
+    return actions;
+  }
+
+  /** Push the pending batch to one set of fanout peers, packed; then queue each item for lazy gossip. */
+  private flushEager(): GossipAction[] {
+    const pending = this.eagerPending;
+    if (pending.length === 0) return [];
+    this.eagerPending = [];
+    const targets = this.samplePeers(this.config.fanout, this.eagerFrom);
+    pending.sort((a, b) => PRIORITY_ORDER.indexOf(a.priority) - PRIORITY_ORDER.indexOf(b.priority));
+    const frames = packFrames(pending, this.itemBudgetBytes(), this.config.maxFrameItems);
+    const actions: GossipAction[] = [];
+    for (const to of targets) for (const items of frames) actions.push({ type: "send", to, items });
+    this.counters.eagerItemsSent += targets.length * pending.length;
+    for (const item of pending) {
+      if (itemBytes(item) > this.itemBudgetBytes()) this.counters.oversize++;
+      else this.queue.enqueue(item, targets.length);
+    }
     return actions;
   }
 

@@ -49,6 +49,8 @@ export class Membership {
   private readonly awareness: Awareness;
   private readonly relays = new Map<number, Relay>();
   private probeOrder: NodeId[] = [];
+  /** The ids in probeOrder, for O(1) membership checks (a seed adds a thousand members at once). */
+  private probeSet = new Set<NodeId>();
   private probeIndex = 0;
   private probe: Probe | undefined;
   /** Undefined until the first event gives us a time. */
@@ -238,6 +240,7 @@ export class Membership {
       if (this.config.deadReclaimMs !== undefined) this.table.reclaim(this.config.deadReclaimMs, nowMs);
       const ids = [...this.table.values()].filter((m) => this.probeable(m)).map((m) => m.id);
       this.probeOrder = shuffle(this.rng, ids);
+      this.probeSet = new Set(ids);
       this.probeIndex = 0;
     }
     return undefined;
@@ -330,10 +333,16 @@ export class Membership {
     nowMs: number,
     out: MembershipAction[],
   ): void {
-    if (!this.table.alive(node, incarnation, addr, nowMs, out) || this.probeOrder.includes(node)) return;
-    // A member new to this round goes at a random place among those not probed yet.
-    const at = this.probeIndex + randomInt(this.rng, this.probeOrder.length - this.probeIndex + 1);
-    this.probeOrder.splice(at, 0, node);
+    if (!this.table.alive(node, incarnation, addr, nowMs, out) || this.probeSet.has(node)) return;
+    // A member new to this round goes at a random place among those not probed yet: appended, then
+    // swapped with a random one of them (O(1), where a splice would move the whole tail).
+    const order = this.probeOrder;
+    order.push(node);
+    this.probeSet.add(node);
+    const last = order.length - 1;
+    const at = this.probeIndex + randomInt(this.rng, order.length - this.probeIndex);
+    order[last] = order[at] as NodeId;
+    order[at] = node;
   }
 
   private send(to: NodeId, addr: string, message: ProbeMessage, out: MembershipAction[]): void {
