@@ -125,6 +125,8 @@ export class MeshNode {
   #timer: TimerId | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #peersDirty = false;
+  /** Members gossip may send to (alive or suspect), kept to know when gossip's peer list changes. */
+  readonly #live = new Set<NodeId>();
   #stopped = false;
   #onBroadcast: ((b: DeliveredBroadcast) => void) | undefined;
   #onMember: ((id: NodeId, state: MemberState, incarnation: number) => void) | undefined;
@@ -411,11 +413,18 @@ export class MeshNode {
           );
           break;
         }
-        case "changed":
+        case "changed": {
           if (action.state !== "dead") this.#deathNotices.delete(action.id);
-          this.#peersDirty = true;
+          // Gossip's peers are the live members (alive or suspect): only crossing that line counts.
+          const live = action.state === "alive" || action.state === "suspect";
+          if (action.id !== this.id && live !== this.#live.has(action.id)) {
+            if (live) this.#live.add(action.id);
+            else this.#live.delete(action.id);
+            this.#peersDirty = true;
+          }
           this.#onMember?.(action.id, action.state, action.incarnation);
           break;
+        }
       }
     }
   }
