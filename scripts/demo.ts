@@ -12,8 +12,8 @@ import { parseArgs } from "node:util";
 import { createMesh } from "../agent/index.ts";
 import {
   encodeFrame,
-  fingerprint,
   encodePayload,
+  fingerprint,
   generateIdentity,
   MessageType,
   sealEnvelope,
