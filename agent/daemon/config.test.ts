@@ -1,0 +1,194 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type ConfigHost, loadConfig, resolveConfig } from "./config.ts";
+import { ConfigError, ConfigFileError } from "./errors.ts";
+
+const host: ConfigHost = { cwd: "/work", homeDir: "/home/ada", uid: 1000, hostname: "Web-01.example.org" };
+
+function issuesOf(fn: () => unknown): ConfigError["issues"] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).issues;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("resolveConfig precedence", () => {
+  it("uses defaults when nothing is set", () => {
+    const { config, sources } = resolveConfig({ host });
+    expect(config).toEqual({
+      dataDir: "/home/ada/.local/state/enjin",
+      ring: 2,
+      transport: "zeromq",
+      listen: "0.0.0.0:7470",
+      natsUrl: "nats://127.0.0.1:4222",
+      controlSocket: "/home/ada/.local/state/enjin/ringd.sock",
+      logLevel: "info",
+      logFile: null,
+      name: "web-01",
+      compartment: [],
+      tiers: [],
+    });
+    expect(new Set(Object.values(sources))).toEqual(new Set(["default"]));
+    expect(resolveConfig({ host: { ...host, uid: 0 } }).config.dataDir).toBe("/var/lib/enjin");
+    expect(resolveConfig({ host, env: { XDG_STATE_HOME: "/st" } }).config.dataDir).toBe("/st/enjin");
+  });
+
+  it("takes each field from the highest layer: flag > env > file > default", () => {
+    const { config, sources } = resolveConfig({
+      host,
+      flags: { ring: "0", tiers: ["web", "db"] },
+      env: { ENJIN_RING: "1", ENJIN_TRANSPORT: "nats", ENJIN_TIERS: "cache", ENJIN_COMPARTMENT: "eu/dc1" },
+      file: {
+        path: "/etc/enjin/ringd.json",
+        values: {
+          ring: 2,
+          transport: "zeromq",
+          logLevel: "debug",
+          compartment: ["us"],
+          logFile: "logs/ringd.log",
+        },
+      },
+    });
+    expect(config).toMatchObject({
+      ring: 0,
+      transport: "nats",
+      logLevel: "debug",
+      tiers: ["web", "db"],
+      compartment: ["eu", "dc1"],
+      logFile: "/etc/enjin/logs/ringd.log",
+      listen: "0.0.0.0:7470",
+    });
+    expect(sources).toMatchObject({
+      ring: "flag",
+      tiers: "flag",
+      transport: "env",
+      compartment: "env",
+      logLevel: "file",
+      logFile: "file",
+      listen: "default",
+    });
+  });
+
+  it("resolves relative paths against cwd for flags and env, and the socket under the data dir", () => {
+    const { config } = resolveConfig({ host, flags: { dataDir: "state" }, env: { ENJIN_LOG_FILE: "-" } });
+    expect(config.dataDir).toBe("/work/state");
+    expect(config.controlSocket).toBe("/work/state/ringd.sock");
+    expect(config.logFile).toBeNull();
+  });
+});
+
+describe("resolveConfig validation", () => {
+  it("names the field, its source and what is allowed, for every bad value at once", () => {
+    const issues = issuesOf(() =>
+      resolveConfig({
+        host,
+        flags: { ring: "3" },
+        env: { ENJIN_TRANSPORT: "carrier-pigeon", ENJIN_TIERS: "web,web" },
+        file: { path: "/etc/enjin/ringd.json", values: { listen: "nowhere", name: "Bad Name" } },
+      }),
+    );
+    expect(issues).toEqual([
+      { field: "ring", source: "flag", origin: "--ring", got: "3", allowed: "0, 1 or 2" },
+      {
+        field: "transport",
+        source: "env",
+        origin: "ENJIN_TRANSPORT",
+        got: '"carrier-pigeon"',
+        allowed: expect.stringContaining('"zeromq" or "nats"'),
+      },
+      expect.objectContaining({
+        field: "listen",
+        source: "file",
+        origin: "/etc/enjin/ringd.json",
+        got: '"nowhere"',
+      }),
+      expect.objectContaining({ field: "name", source: "file", allowed: expect.stringContaining("a label") }),
+      expect.objectContaining({
+        field: "tiers",
+        source: "env",
+        origin: "ENJIN_TIERS",
+        allowed: expect.stringContaining("distinct"),
+      }),
+    ]);
+  });
+
+  it("writes a message that says field, source and allowed values", () => {
+    try {
+      resolveConfig({ host, env: { ENJIN_RING: "two" } });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).name).toBe("ConfigError");
+      expect((err as Error).message).toBe(
+        'config field "ring" from env ENJIN_RING: got "two"; allowed: 0, 1 or 2',
+      );
+    }
+  });
+
+  it("refuses unknown keys and dataDir in the file", () => {
+    const issues = issuesOf(() =>
+      resolveConfig({ host, file: { path: "/f.json", values: { rnig: 1, dataDir: "/x" } } }),
+    );
+    expect(issues.map((i) => [i.field, i.source])).toEqual([
+      ["rnig", "file"],
+      ["dataDir", "file"],
+    ]);
+    expect(issues[0]!.allowed).toContain("ring");
+  });
+
+  it("checks socket path length, URL schemes, ports and compartment depth", () => {
+    const long = `/${"s".repeat(110)}`;
+    const issues = issuesOf(() =>
+      resolveConfig({
+        host,
+        flags: { controlSocket: long, natsUrl: "http://x:4222", listen: "1.2.3.4:70000" },
+        env: { ENJIN_COMPARTMENT: "a/b/c/d/e/f/g/h/i" },
+      }),
+    );
+    expect(issues.map((i) => i.field)).toEqual(["listen", "natsUrl", "controlSocket", "compartment"]);
+    expect(
+      resolveConfig({ host, flags: { listen: "[::1]:7470", natsUrl: "tls://n1:4222" } }).config.listen,
+    ).toBe("[::1]:7470");
+  });
+});
+
+describe("loadConfig", () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "enjin-config-"));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reads <dataDir>/ringd.json, and runs on defaults when it is absent", async () => {
+    const empty = await loadConfig({ host, flags: { dataDir: dir } });
+    expect(empty.sources.ring).toBe("default");
+    await writeFile(join(dir, "ringd.json"), JSON.stringify({ ring: 1, tiers: ["web"] }));
+    const loaded = await loadConfig({ host, env: { ENJIN_DATA_DIR: dir } });
+    expect(loaded.file).toBe(join(dir, "ringd.json"));
+    expect(loaded.config).toMatchObject({ ring: 1, tiers: ["web"], dataDir: dir });
+    expect(loaded.sources).toMatchObject({ ring: "file", dataDir: "env" });
+  });
+
+  it("requires a file named by --config, and rejects one that is not JSON", async () => {
+    await expect(loadConfig({ host, configFile: join(dir, "missing.json") })).rejects.toBeInstanceOf(
+      ConfigFileError,
+    );
+    await writeFile(join(dir, "bad.json"), "{ ring: 1 ");
+    const err = await loadConfig({ host, env: { ENJIN_CONFIG: join(dir, "bad.json") } }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigFileError);
+    expect((err as Error).message).toContain("not valid JSON");
+    await writeFile(join(dir, "list.json"), "[1]");
+    await expect(loadConfig({ host, configFile: join(dir, "list.json") })).rejects.toBeInstanceOf(
+      ConfigFileError,
+    );
+  });
+});
