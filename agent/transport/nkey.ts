@@ -25,7 +25,9 @@ export class InvalidNkeyInputError extends Error {
 /** The nkey user public key (`U...`, 56 characters) of an ed25519 public key. */
 export function userNkey(publicKey: Uint8Array): string {
   if (publicKey.length !== NKEY_RAW_KEY_BYTES) {
-    throw new InvalidNkeyInputError(`public key must be ${NKEY_RAW_KEY_BYTES} bytes, got ${publicKey.length}`);
+    throw new InvalidNkeyInputError(
+      `public key must be ${NKEY_RAW_KEY_BYTES} bytes, got ${publicKey.length}`,
+    );
   }
   return new TextDecoder().decode(Codec.encode(nkeys.Prefix.User, publicKey));
 }
