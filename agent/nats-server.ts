@@ -1,0 +1,522 @@
+/**
+ * A supervised `nats-server` (Debian's package): the launcher writes a config file into a data
+ * directory, runs the server as a child process, waits until its monitoring port answers
+ * `/healthz`, and kills it on stop() or when this process exits.
+ *
+ * What the generated config holds:
+ * - clients on `host:port` (a free port on 127.0.0.1 unless given), TLS required, with a
+ *   self-signed EC P-256 certificate made once by the `openssl` CLI and kept in the data dir
+ *   (key file 0600); clients pin that certificate as their CA;
+ * - nkey authentication only: each allowed user is a node's ed25519 public key as a `U...` nkey.
+ *   An empty allow-list would make nats-server open to anyone, so the list always also holds a
+ *   throwaway key whose secret is discarded at once;
+ * - `max_payload`, and an HTTP monitoring port on loopback (used for readiness and reloads);
+ * - optionally a `cluster` block with routes to other servers; with `trustedPeerCertPems` the
+ *   routes run TLS and each side verifies the other's certificate.
+ *
+ * reload() rewrites the config and sends SIGHUP: nats-server re-reads it and closes the connection
+ * of every user no longer in the list (transport/nats.integ.ts shows it on 2.9.10). No module-level
+ * state: many servers may run from one process.
+ */
+import { execFile, spawn } from "node:child_process";
+import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, isIP } from "node:net";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { generateIdentity } from "../protocol/index.ts";
+import { userNkey } from "./transport/nkey.ts";
+
+/** Where Debian's `nats-server` package installs the binary. */
+export const DEFAULT_NATS_SERVER_BINARY = "/usr/sbin/nats-server";
+/** Default server `max_payload`: a 256 KiB frame plus 4 KiB for NATS headers. */
+export const DEFAULT_NATS_MAX_PAYLOAD_BYTES = 256 * 1024 + 4 * 1024;
+/** Default wait for `/healthz` to answer after spawning, and for a reload to take. */
+export const DEFAULT_NATS_READY_TIMEOUT_MS = 10_000;
+/** How often readiness and reloads are polled. */
+export const NATS_POLL_INTERVAL_MS = 20;
+/** How much of the server's stderr is kept for error messages (the newest bytes). */
+export const NATS_STDERR_TAIL_BYTES = 16 * 1024;
+/** How long stop() waits after SIGTERM before SIGKILL. */
+export const NATS_STOP_GRACE_MS = 5_000;
+/** Validity of the self-signed certificate. */
+export const NATS_CERT_VALIDITY_DAYS = 3650;
+/** File names inside the data dir. */
+export const NATS_CONFIG_FILE = "nats-server.conf";
+/** The PEM certificate clients pin as their CA. */
+export const NATS_CERT_FILE = "nats-cert.pem";
+/** The PEM private key of the certificate (0600). */
+export const NATS_KEY_FILE = "nats-key.pem";
+/** Certificates a clustered server accepts on routes (its own and its peers'). */
+export const NATS_ROUTES_CA_FILE = "nats-routes-ca.pem";
+
+/** The launcher's options are invalid (bad port, empty data dir, ...). */
+export class InvalidNatsServerOptionError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** `openssl` failed to make the TLS certificate. */
+export class NatsCertificateError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** nats-server did not become ready; `stderr` is the tail of what it wrote. */
+export class NatsServerStartError extends Error {
+  /** The newest NATS_STDERR_TAIL_BYTES of the server's stderr. */
+  readonly stderr: string;
+  constructor(message: string, stderr: string, options?: { cause?: unknown }) {
+    super(`${message}\n--- nats-server stderr (tail) ---\n${stderr}`, options);
+    this.name = new.target.name;
+    this.stderr = stderr;
+  }
+}
+
+/** nats-server did not apply a reloaded config; `stderr` holds what it wrote since SIGHUP. */
+export class NatsServerReloadError extends Error {
+  /** What the server wrote to stderr after the SIGHUP. */
+  readonly stderr: string;
+  constructor(message: string, stderr: string, options?: { cause?: unknown }) {
+    super(`${message}\n--- nats-server stderr since reload ---\n${stderr}`, options);
+    this.name = new.target.name;
+    this.stderr = stderr;
+  }
+}
+
+/** reload() was called on a server that is stopped or has exited. */
+export class NatsServerStoppedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Clustering options: this server's route listener and the routes it dials. */
+export interface NatsClusterOptions {
+  /** Cluster name; every server of one cluster uses the same (default "enjin"). */
+  readonly name?: string;
+  /** Route listener host (default: the server's host). */
+  readonly host?: string;
+  /** Route listener port (default: a free port). */
+  readonly port?: number;
+  /** Route URLs of other servers, `nats-route://host:port`. */
+  readonly routes?: readonly string[];
+  /**
+   * PEM certificates of the peer servers (their `caPem`). When given, routes run TLS with this
+   * server's certificate, and a route is accepted only from a server presenting one of these.
+   */
+  readonly trustedPeerCertPems?: readonly string[];
+}
+
+/** Options of startNatsServer(). */
+export interface NatsServerOptions {
+  /** Directory for the config, certificate and key (made 0700 if missing; the cert is reused). */
+  readonly dataDir: string;
+  /** ed25519 public keys (32 bytes) allowed to connect. */
+  readonly allowedKeys: readonly Uint8Array[];
+  /** Client listener host (default 127.0.0.1). */
+  readonly host?: string;
+  /** Client listener port (default: a free port). */
+  readonly port?: number;
+  /** Monitoring (HTTP) port on loopback (default: a free port). */
+  readonly monitorPort?: number;
+  /** Server `max_payload` (default DEFAULT_NATS_MAX_PAYLOAD_BYTES). */
+  readonly maxPayloadBytes?: number;
+  /** Extra host names or IPs for the certificate (127.0.0.1, localhost and `host` are always in). */
+  readonly tlsNames?: readonly string[];
+  /** Server name in logs and monitoring (default: "enjin-" + client port). */
+  readonly serverName?: string;
+  /** Join a cluster. */
+  readonly cluster?: NatsClusterOptions;
+  /** The nats-server binary (default DEFAULT_NATS_SERVER_BINARY). */
+  readonly binary?: string;
+  /** Readiness and reload timeout (default DEFAULT_NATS_READY_TIMEOUT_MS). */
+  readonly readyTimeoutMs?: number;
+}
+
+/** A running nats-server. */
+export interface NatsServer {
+  /** Client URL (`nats://host:port`; TLS is required by the server). */
+  readonly url: string;
+  /** Client port. */
+  readonly port: number;
+  /** Monitoring (HTTP) port on loopback. */
+  readonly monitorPort: number;
+  /** Route port, when clustered. */
+  readonly clusterPort?: number;
+  /** Route URL other servers dial, when clustered. */
+  readonly clusterUrl?: string;
+  /** The server's certificate (PEM), which clients pin as their CA. */
+  readonly caPem: string;
+  /** Process id of the child. */
+  readonly pid: number;
+  /** Replace the allowed keys; resolves once the server has applied the new config. */
+  reload(allowedKeys: readonly Uint8Array[]): Promise<void>;
+  /** The newest NATS_STDERR_TAIL_BYTES of the server's log (stderr), for diagnostics. */
+  logTail(): string;
+  /** Number of routes currently connected (from `/routez`). */
+  routeCount(): Promise<number>;
+  /** Stop the server (SIGTERM, then SIGKILL after NATS_STOP_GRACE_MS); idempotent. */
+  stop(): Promise<void>;
+}
+
+const execFileAsync = promisify(execFile);
+
+function checkPort(name: string, port: number | undefined): void {
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65_536)) {
+    throw new InvalidNatsServerOptionError(`${name} must be an integer in 1..65535, got ${port}`);
+  }
+}
+
+/** A port that was free on `host` a moment ago (bind to 0, read, close). */
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function hostPort(host: string, port: number): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The host a local client dials to reach a listener on `host`. */
+function dialHost(host: string): string {
+  if (host === "0.0.0.0") return "127.0.0.1";
+  if (host === "::") return "::1";
+  return host;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Make (once) the self-signed certificate and 0600 key in `dataDir`, and return the certificate
+ * PEM. An existing pair is kept as it is, so clients that pinned it keep working after a restart.
+ */
+export async function ensureNatsCertificate(dataDir: string, names: readonly string[] = []): Promise<string> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const certPath = join(dataDir, NATS_CERT_FILE);
+  const keyPath = join(dataDir, NATS_KEY_FILE);
+  if (!((await exists(certPath)) && (await exists(keyPath)))) {
+    const sans = new Set(["IP:127.0.0.1", "DNS:localhost"]);
+    for (const name of names) {
+      if (name === "" || name === "0.0.0.0" || name === "::") continue;
+      sans.add(isIP(name) === 0 ? `DNS:${name}` : `IP:${name}`);
+    }
+    const keyTmp = `${keyPath}.tmp`;
+    const certTmp = `${certPath}.tmp`;
+    await (await open(keyTmp, "w", 0o600)).close(); // openssl keeps the mode of an existing file
+    try {
+      await execFileAsync("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        keyTmp,
+        "-out",
+        certTmp,
+        "-days",
+        String(NATS_CERT_VALIDITY_DAYS),
+        "-subj",
+        "/CN=enjin-nats",
+        "-addext",
+        `subjectAltName=${[...sans].join(",")}`,
+      ]);
+    } catch (err) {
+      await rm(keyTmp, { force: true });
+      await rm(certTmp, { force: true });
+      throw new NatsCertificateError(`openssl could not make the NATS certificate in ${dataDir}`, {
+        cause: err,
+      });
+    }
+    await chmod(keyTmp, 0o600);
+    await rename(keyTmp, keyPath);
+    await rename(certTmp, certPath);
+  }
+  return readFile(certPath, "utf8");
+}
+
+interface ConfigInput {
+  readonly serverName: string;
+  readonly host: string;
+  readonly port: number;
+  readonly monitorPort: number;
+  readonly maxPayloadBytes: number;
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly userNkeys: readonly string[];
+  readonly cluster?: {
+    readonly name: string;
+    readonly host: string;
+    readonly port: number;
+    readonly routes: readonly string[];
+    readonly caPath?: string;
+  };
+}
+
+/** The nats-server config text (strings quoted as JSON, which the config parser accepts). */
+function renderConfig(c: ConfigInput): string {
+  const q = JSON.stringify;
+  const lines = [
+    "# Written by enjin's launcher (agent/nats-server.ts); rewritten on every reload.",
+    `server_name: ${q(c.serverName)}`,
+    `listen: ${q(hostPort(c.host, c.port))}`,
+    `http: ${q(hostPort("127.0.0.1", c.monitorPort))}`,
+    `max_payload: ${c.maxPayloadBytes}`,
+    "tls {",
+    `  cert_file: ${q(c.certPath)}`,
+    `  key_file: ${q(c.keyPath)}`,
+    "}",
+    "authorization {",
+    "  users: [",
+    ...c.userNkeys.map((nkey) => `    { nkey: ${q(nkey)} }`),
+    "  ]",
+    "}",
+  ];
+  if (c.cluster !== undefined) {
+    lines.push(
+      "cluster {",
+      `  name: ${q(c.cluster.name)}`,
+      `  listen: ${q(hostPort(c.cluster.host, c.cluster.port))}`,
+      `  routes: [${c.cluster.routes.map((r) => q(r)).join(", ")}]`,
+    );
+    if (c.cluster.caPath !== undefined) {
+      lines.push(
+        "  tls {",
+        `    cert_file: ${q(c.certPath)}`,
+        `    key_file: ${q(c.keyPath)}`,
+        `    ca_file: ${q(c.cluster.caPath)}`,
+        "  }",
+      );
+    }
+    lines.push("}");
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** Start a nats-server child and resolve once it answers `/healthz`. */
+export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServer> {
+  if (opts.dataDir === "") throw new InvalidNatsServerOptionError("dataDir must not be empty");
+  checkPort("port", opts.port);
+  checkPort("monitorPort", opts.monitorPort);
+  checkPort("cluster.port", opts.cluster?.port);
+  const maxPayloadBytes = opts.maxPayloadBytes ?? DEFAULT_NATS_MAX_PAYLOAD_BYTES;
+  if (!(Number.isInteger(maxPayloadBytes) && maxPayloadBytes > 0)) {
+    throw new InvalidNatsServerOptionError(
+      `maxPayloadBytes must be a positive integer, got ${maxPayloadBytes}`,
+    );
+  }
+  const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
+  const host = opts.host ?? "127.0.0.1";
+  const caPem = await ensureNatsCertificate(opts.dataDir, [host, ...(opts.tlsNames ?? [])]);
+  const port = opts.port ?? (await freePort(host));
+  const monitorPort = opts.monitorPort ?? (await freePort("127.0.0.1"));
+  const clusterHost = opts.cluster?.host ?? host;
+  const clusterPort =
+    opts.cluster === undefined ? undefined : (opts.cluster.port ?? (await freePort(clusterHost)));
+
+  let clusterConfig: ConfigInput["cluster"];
+  if (opts.cluster !== undefined && clusterPort !== undefined) {
+    let caPath: string | undefined;
+    if (opts.cluster.trustedPeerCertPems !== undefined) {
+      caPath = join(opts.dataDir, NATS_ROUTES_CA_FILE);
+      await writeFileAtomic(caPath, [caPem, ...opts.cluster.trustedPeerCertPems].join("\n"));
+    }
+    clusterConfig = {
+      name: opts.cluster.name ?? "enjin",
+      host: clusterHost,
+      port: clusterPort,
+      routes: opts.cluster.routes ?? [],
+      ...(caPath === undefined ? {} : { caPath }),
+    };
+  }
+  // An empty users list would turn authentication off; this key's secret is dropped at once.
+  const nobody = userNkey(generateIdentity().publicKey);
+  const configPath = join(opts.dataDir, NATS_CONFIG_FILE);
+  const configFor = (keys: readonly Uint8Array[]): string =>
+    renderConfig({
+      serverName: opts.serverName ?? `enjin-${port}`,
+      host,
+      port,
+      monitorPort,
+      maxPayloadBytes,
+      certPath: join(opts.dataDir, NATS_CERT_FILE),
+      keyPath: join(opts.dataDir, NATS_KEY_FILE),
+      userNkeys: [nobody, ...keys.map(userNkey)],
+      ...(clusterConfig === undefined ? {} : { cluster: clusterConfig }),
+    });
+  await writeFileAtomic(configPath, configFor(opts.allowedKeys));
+
+  const child = spawn(opts.binary ?? DEFAULT_NATS_SERVER_BINARY, ["-c", configPath], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderrTail = "";
+  let stderrTotal = 0; // characters ever written, to find what came after a point
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (chunk: string) => {
+    stderrTotal += chunk.length;
+    stderrTail = (stderrTail + chunk).slice(-NATS_STDERR_TAIL_BYTES);
+  });
+  const since = (total: number): string =>
+    stderrTail.slice(Math.max(0, stderrTail.length - (stderrTotal - total)));
+
+  // Kill the child if this process exits first. Each server adds its own listener, and raises the
+  // listener limit by one so that many servers in one process do not trip the leak warning.
+  const killOnExit = (): void => {
+    child.kill("SIGKILL");
+  };
+  let listening = true;
+  const unlistenExit = (): void => {
+    if (!listening) return;
+    listening = false;
+    process.removeListener("exit", killOnExit);
+    const max = process.getMaxListeners();
+    if (max > 0) process.setMaxListeners(max - 1);
+  };
+  const max = process.getMaxListeners();
+  if (max > 0) process.setMaxListeners(max + 1);
+  process.on("exit", killOnExit);
+  let exitCode: number | null | undefined;
+  let spawnError: Error | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once("error", (err) => {
+      spawnError = err;
+      exitCode ??= null;
+      resolve();
+    });
+    child.once("exit", (code, signal) => {
+      exitCode = code ?? (signal === null ? null : -1);
+      unlistenExit();
+      resolve();
+    });
+  });
+  const running = (): boolean => exitCode === undefined;
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (running()) {
+        child.kill("SIGTERM");
+        const grace = setTimeout(() => child.kill("SIGKILL"), NATS_STOP_GRACE_MS);
+        await exited;
+        clearTimeout(grace);
+      }
+      unlistenExit();
+    })();
+    return stopping;
+  };
+
+  const monitorBase = `http://127.0.0.1:${monitorPort}`;
+  const monitorJson = async (path: string): Promise<Record<string, unknown>> => {
+    const res = await fetch(`${monitorBase}${path}`);
+    if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status}`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, NATS_POLL_INTERVAL_MS));
+
+  // Readiness: /healthz answers 200, or the child exits, or the deadline passes.
+  const deadline = Date.now() + readyTimeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    if (!running()) {
+      await stop();
+      throw new NatsServerStartError(
+        `nats-server exited before it was ready (exit ${exitCode})`,
+        stderrTail,
+        spawnError === undefined ? {} : { cause: spawnError },
+      );
+    }
+    try {
+      const res = await fetch(`${monitorBase}/healthz`);
+      if (res.ok) break;
+      lastError = new Error(`healthz: HTTP ${res.status}`);
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      await stop();
+      throw new NatsServerStartError(`nats-server not ready after ${readyTimeoutMs} ms`, stderrTail, {
+        cause: lastError,
+      });
+    }
+    await pause();
+  }
+
+  let reloads: Promise<void> = Promise.resolve();
+  const reloadOnce = async (keys: readonly Uint8Array[]): Promise<void> => {
+    if (!running() || stopping !== undefined) throw new NatsServerStoppedError("nats-server is not running");
+    const before = (await monitorJson("/varz")).config_load_time;
+    await writeFileAtomic(configPath, configFor(keys));
+    const mark = stderrTotal;
+    child.kill("SIGHUP");
+    const reloadDeadline = Date.now() + readyTimeoutMs;
+    for (;;) {
+      const written = since(mark);
+      if (written.includes("[ERR]") || written.includes("[FTL]")) {
+        throw new NatsServerReloadError("nats-server refused the new config", written);
+      }
+      if (!running()) throw new NatsServerReloadError("nats-server exited during reload", written);
+      try {
+        if ((await monitorJson("/varz")).config_load_time !== before) return;
+      } catch (err) {
+        lastError = err;
+      }
+      if (Date.now() >= reloadDeadline) {
+        throw new NatsServerReloadError(`config not reloaded after ${readyTimeoutMs} ms`, written, {
+          cause: lastError,
+        });
+      }
+      await pause();
+    }
+  };
+
+  const url = `nats://${hostPort(dialHost(host), port)}`;
+  return {
+    url,
+    port,
+    monitorPort,
+    caPem,
+    pid: child.pid ?? -1,
+    ...(clusterPort === undefined
+      ? {}
+      : { clusterPort, clusterUrl: `nats-route://${hostPort(dialHost(clusterHost), clusterPort)}` }),
+    reload(allowedKeys) {
+      const next = reloads.then(() => reloadOnce(allowedKeys));
+      reloads = next.catch(() => {});
+      return next;
+    },
+    logTail: () => stderrTail,
+    async routeCount() {
+      const routez = await monitorJson("/routez");
+      return typeof routez.num_routes === "number" ? routez.num_routes : 0;
+    },
+    stop,
+  };
+}
