@@ -13,4 +13,5 @@ export * from "./membership-config.ts";
 export * from "./membership-types.ts";
 export * from "./rng.ts";
 export * from "./seen-set.ts";
+export { suspicionMinTimeoutMs } from "./suspicion.ts";
 export * from "./trust.ts";
