@@ -11,14 +11,15 @@
  *   An empty allow-list would make nats-server open to anyone, so the list always also holds a
  *   throwaway key whose secret is discarded at once;
  * - `max_payload`, and an HTTP monitoring port on loopback (used for readiness and reloads);
- * - optionally a `cluster` block with routes to other servers; with `trustedPeerCertPems` the
- *   routes run TLS and each side verifies the other's certificate.
+ * - optionally a `cluster` block with routes to other servers, always over TLS: each side verifies
+ *   the other's certificate against `trustedPeerCertPems`, so only known servers join.
  *
  * reload() rewrites the config and sends SIGHUP: nats-server re-reads it and closes the connection
  * of every user no longer in the list (transport/nats.integ.ts shows it on 2.9.10). No module-level
  * state: many servers may run from one process.
  */
 import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, isIP } from "node:net";
 import { join } from "node:path";
@@ -40,6 +41,8 @@ export const NATS_STDERR_TAIL_BYTES = 16 * 1024;
 export const NATS_STOP_GRACE_MS = 5_000;
 /** Validity of the self-signed certificate. */
 export const NATS_CERT_VALIDITY_DAYS = 3650;
+/** Random bytes in the certificate's common name, so that each server's certificate is told apart. */
+const CERT_NAME_RANDOM_BYTES = 8;
 /** File names inside the data dir. */
 export const NATS_CONFIG_FILE = "nats-server.conf";
 /** The PEM certificate clients pin as their CA. */
@@ -106,10 +109,11 @@ export interface NatsClusterOptions {
   /** Route URLs of other servers, `nats-route://host:port`. */
   readonly routes?: readonly string[];
   /**
-   * PEM certificates of the peer servers (their `caPem`). When given, routes run TLS with this
-   * server's certificate, and a route is accepted only from a server presenting one of these.
+   * PEM certificates of the peer servers (their `caPem`). Routes always run TLS with this server's
+   * certificate, and a route is accepted or dialed only to a server presenting one of these (or
+   * this server's own certificate).
    */
-  readonly trustedPeerCertPems?: readonly string[];
+  readonly trustedPeerCertPems: readonly string[];
 }
 
 /** Options of startNatsServer(). */
@@ -239,7 +243,7 @@ export async function ensureNatsCertificate(dataDir: string, names: readonly str
         "-days",
         String(NATS_CERT_VALIDITY_DAYS),
         "-subj",
-        "/CN=enjin-nats",
+        `/CN=enjin-nats-${randomBytes(CERT_NAME_RANDOM_BYTES).toString("hex")}`,
         "-addext",
         `subjectAltName=${[...sans].join(",")}`,
       ]);
@@ -271,7 +275,7 @@ interface ConfigInput {
     readonly host: string;
     readonly port: number;
     readonly routes: readonly string[];
-    readonly caPath?: string;
+    readonly caPath: string;
   };
 }
 
@@ -300,17 +304,13 @@ function renderConfig(c: ConfigInput): string {
       `  name: ${q(c.cluster.name)}`,
       `  listen: ${q(hostPort(c.cluster.host, c.cluster.port))}`,
       `  routes: [${c.cluster.routes.map((r) => q(r)).join(", ")}]`,
+      "  tls {",
+      `    cert_file: ${q(c.certPath)}`,
+      `    key_file: ${q(c.keyPath)}`,
+      `    ca_file: ${q(c.cluster.caPath)}`,
+      "  }",
+      "}",
     );
-    if (c.cluster.caPath !== undefined) {
-      lines.push(
-        "  tls {",
-        `    cert_file: ${q(c.certPath)}`,
-        `    key_file: ${q(c.keyPath)}`,
-        `    ca_file: ${q(c.cluster.caPath)}`,
-        "  }",
-      );
-    }
-    lines.push("}");
   }
   return `${lines.join("\n")}\n`;
 }
@@ -344,17 +344,14 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
 
   let clusterConfig: ConfigInput["cluster"];
   if (opts.cluster !== undefined && clusterPort !== undefined) {
-    let caPath: string | undefined;
-    if (opts.cluster.trustedPeerCertPems !== undefined) {
-      caPath = join(opts.dataDir, NATS_ROUTES_CA_FILE);
-      await writeFileAtomic(caPath, [caPem, ...opts.cluster.trustedPeerCertPems].join("\n"));
-    }
+    const caPath = join(opts.dataDir, NATS_ROUTES_CA_FILE);
+    await writeFileAtomic(caPath, [caPem, ...opts.cluster.trustedPeerCertPems].join("\n"));
     clusterConfig = {
       name: opts.cluster.name ?? "enjin",
       host: clusterHost,
       port: clusterPort,
       routes: opts.cluster.routes ?? [],
-      ...(caPath === undefined ? {} : { caPath }),
+      caPath,
     };
   }
   // An empty users list would turn authentication off; this key's secret is dropped at once.

@@ -212,7 +212,15 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
         return;
       }
       received++;
-      handler(from, msg.data.slice());
+      try {
+        handler(from, msg.data.slice());
+      } catch (handlerError) {
+        // Thrown here, it would unwind through the client's parser and lose the frames after it
+        // in the same read; thrown on a microtask, it still reaches the process's error handling.
+        queueMicrotask(() => {
+          throw handlerError;
+        });
+      }
     };
     nc.subscribe(meshPrefix + address, { callback: onMessage });
     try {
