@@ -22,7 +22,7 @@ import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, isIP } from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { generateIdentity } from "../protocol/index.ts";
 import { userNkey } from "./transport/nkey.ts";
@@ -49,6 +49,8 @@ export const NATS_CONFIG_FILE = "nats-server.conf";
 export const NATS_CERT_FILE = "nats-cert.pem";
 /** The PEM private key of the certificate (0600). */
 export const NATS_KEY_FILE = "nats-key.pem";
+/** The server's pid, written by nats-server itself, to find a server a crashed launcher left. */
+export const NATS_PID_FILE = "nats-server.pid";
 /** Certificates a clustered server accepts on routes (its own and its peers'). */
 export const NATS_ROUTES_CA_FILE = "nats-routes-ca.pem";
 
@@ -261,6 +263,43 @@ export async function ensureNatsCertificate(dataDir: string, names: readonly str
   return readFile(certPath, "utf8");
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One data dir, one server: if the pid file names a live nats-server running this data dir's
+ * config (a launcher that died without its exit handler, e.g. SIGKILL), stop it — SIGTERM, then
+ * SIGKILL after NATS_STOP_GRACE_MS. The command line is checked (Linux /proc) so that a pid reused
+ * by another process is left alone; where /proc is missing, nothing is killed.
+ */
+async function stopStaleServer(pidPath: string, configPath: string): Promise<void> {
+  let pid: number;
+  let cmdline: string;
+  try {
+    pid = Number.parseInt(await readFile(pidPath, "utf8"), 10);
+    if (!(Number.isInteger(pid) && pid > 1)) return;
+    cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").join(" ");
+  } catch {
+    return;
+  }
+  if (!cmdline.includes("nats-server") || !cmdline.includes(configPath)) return;
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + NATS_STOP_GRACE_MS;
+  while (processAlive(pid)) {
+    if (Date.now() >= deadline) {
+      process.kill(pid, "SIGKILL");
+      break;
+    }
+    await new Promise((wake) => setTimeout(wake, NATS_POLL_INTERVAL_MS));
+  }
+}
+
 interface ConfigInput {
   readonly serverName: string;
   readonly host: string;
@@ -269,6 +308,7 @@ interface ConfigInput {
   readonly maxPayloadBytes: number;
   readonly certPath: string;
   readonly keyPath: string;
+  readonly pidPath: string;
   readonly userNkeys: readonly string[];
   readonly cluster?: {
     readonly name: string;
@@ -288,6 +328,7 @@ function renderConfig(c: ConfigInput): string {
     `listen: ${q(hostPort(c.host, c.port))}`,
     `http: ${q(hostPort("127.0.0.1", c.monitorPort))}`,
     `max_payload: ${c.maxPayloadBytes}`,
+    `pid_file: ${q(c.pidPath)}`,
     "tls {",
     `  cert_file: ${q(c.certPath)}`,
     `  key_file: ${q(c.keyPath)}`,
@@ -324,6 +365,7 @@ async function writeFileAtomic(path: string, text: string): Promise<void> {
 /** Start a nats-server child and resolve once it answers `/healthz`. */
 export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServer> {
   if (opts.dataDir === "") throw new InvalidNatsServerOptionError("dataDir must not be empty");
+  const dataDir = resolve(opts.dataDir); // absolute: it is matched against a process's command line
   checkPort("port", opts.port);
   checkPort("monitorPort", opts.monitorPort);
   checkPort("cluster.port", opts.cluster?.port);
@@ -335,7 +377,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   }
   const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
   const host = opts.host ?? "127.0.0.1";
-  const caPem = await ensureNatsCertificate(opts.dataDir, [host, ...(opts.tlsNames ?? [])]);
+  const caPem = await ensureNatsCertificate(dataDir, [host, ...(opts.tlsNames ?? [])]);
   const port = opts.port ?? (await freePort(host));
   const monitorPort = opts.monitorPort ?? (await freePort("127.0.0.1"));
   const clusterHost = opts.cluster?.host ?? host;
@@ -344,7 +386,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
 
   let clusterConfig: ConfigInput["cluster"];
   if (opts.cluster !== undefined && clusterPort !== undefined) {
-    const caPath = join(opts.dataDir, NATS_ROUTES_CA_FILE);
+    const caPath = join(dataDir, NATS_ROUTES_CA_FILE);
     await writeFileAtomic(caPath, [caPem, ...opts.cluster.trustedPeerCertPems].join("\n"));
     clusterConfig = {
       name: opts.cluster.name ?? "enjin",
@@ -356,7 +398,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   }
   // An empty users list would turn authentication off; this key's secret is dropped at once.
   const nobody = userNkey(generateIdentity().publicKey);
-  const configPath = join(opts.dataDir, NATS_CONFIG_FILE);
+  const configPath = join(dataDir, NATS_CONFIG_FILE);
   const configFor = (keys: readonly Uint8Array[]): string =>
     renderConfig({
       serverName: opts.serverName ?? `enjin-${port}`,
@@ -364,13 +406,15 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
       port,
       monitorPort,
       maxPayloadBytes,
-      certPath: join(opts.dataDir, NATS_CERT_FILE),
-      keyPath: join(opts.dataDir, NATS_KEY_FILE),
+      certPath: join(dataDir, NATS_CERT_FILE),
+      keyPath: join(dataDir, NATS_KEY_FILE),
+      pidPath: join(dataDir, NATS_PID_FILE),
       userNkeys: [nobody, ...keys.map(userNkey)],
       ...(clusterConfig === undefined ? {} : { cluster: clusterConfig }),
     });
   await writeFileAtomic(configPath, configFor(opts.allowedKeys));
 
+  await stopStaleServer(join(dataDir, NATS_PID_FILE), configPath);
   const child = spawn(opts.binary ?? DEFAULT_NATS_SERVER_BINARY, ["-c", configPath], {
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -116,6 +116,15 @@ describe("nats transport with a real nats-server", () => {
     expect(await ensureNatsCertificate(dir)).toBe(first);
   });
 
+  it("stops a server that an earlier launcher left running on the same data dir", async () => {
+    const dir = await freshDir();
+    const first = await server({ dataDir: dir, allowedKeys: [] });
+    const second = await server({ dataDir: dir, allowedKeys: [] });
+    expect(second.pid).not.toBe(first.pid);
+    await eventually(() => expect(alive(first.pid)).toBe(false), WAIT);
+    expect(await second.routeCount()).toBe(0); // the new one answers
+  });
+
   it("refuses a client whose nkey is not allowed, with NatsAuthorizationError", async () => {
     const member = generateIdentity();
     const s = await server({ allowedKeys: [member.publicKey] });
