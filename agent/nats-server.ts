@@ -7,7 +7,8 @@
  * - clients on `host:port` (a free port on 127.0.0.1 unless given), TLS required, with a
  *   self-signed EC P-256 certificate made once by the `openssl` CLI and kept in the data dir
  *   (key file 0600); clients pin that certificate as their CA;
- * - nkey authentication only: each allowed user is a node's ed25519 public key as a `U...` nkey.
+ * - nkey authentication only: each allowed user is a node's ed25519 public key as a `U...` nkey,
+ *   optionally with publish/subscribe permissions.
  *   An empty allow-list would make nats-server open to anyone, so the list always also holds a
  *   throwaway key whose secret is discarded at once;
  * - `max_payload`, and an HTTP monitoring port on loopback (used for readiness and reloads);
@@ -100,6 +101,14 @@ export class NatsServerStoppedError extends Error {
   }
 }
 
+/** Subjects one user may publish to and subscribe to (NATS wildcards allowed); all else is denied. */
+export interface NatsUserPermissions {
+  /** Subjects the user may publish to. */
+  readonly publish: readonly string[];
+  /** Subjects the user may subscribe to. */
+  readonly subscribe: readonly string[];
+}
+
 /** Clustering options: this server's route listener and the routes it dials. */
 export interface NatsClusterOptions {
   /** Cluster name; every server of one cluster uses the same (default "enjin"). */
@@ -124,6 +133,11 @@ export interface NatsServerOptions {
   readonly dataDir: string;
   /** ed25519 public keys (32 bytes) allowed to connect. */
   readonly allowedKeys: readonly Uint8Array[];
+  /**
+   * What each allowed key may publish and subscribe to, applied at start and on every reload
+   * (e.g. the NATS transport's `natsMemberPermissions`). Without it, members may use any subject.
+   */
+  readonly permissions?: (publicKey: Uint8Array) => NatsUserPermissions;
   /** Client listener host (default 127.0.0.1). */
   readonly host?: string;
   /** Client listener port (default: a free port). */
@@ -309,7 +323,7 @@ interface ConfigInput {
   readonly certPath: string;
   readonly keyPath: string;
   readonly pidPath: string;
-  readonly userNkeys: readonly string[];
+  readonly users: ReadonlyArray<{ readonly nkey: string; readonly permissions?: NatsUserPermissions }>;
   readonly cluster?: {
     readonly name: string;
     readonly host: string;
@@ -335,7 +349,11 @@ function renderConfig(c: ConfigInput): string {
     "}",
     "authorization {",
     "  users: [",
-    ...c.userNkeys.map((nkey) => `    { nkey: ${q(nkey)} }`),
+    ...c.users.map(({ nkey, permissions: p }) =>
+      p === undefined
+        ? `    { nkey: ${q(nkey)} }`
+        : `    { nkey: ${q(nkey)}, permissions: { publish: { allow: ${q(p.publish)} }, subscribe: { allow: ${q(p.subscribe)} } } }`,
+    ),
     "  ]",
     "}",
   ];
@@ -409,7 +427,13 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
       certPath: join(dataDir, NATS_CERT_FILE),
       keyPath: join(dataDir, NATS_KEY_FILE),
       pidPath: join(dataDir, NATS_PID_FILE),
-      userNkeys: [nobody, ...keys.map(userNkey)],
+      users: [
+        { nkey: nobody },
+        ...keys.map((key) => {
+          const permissions = opts.permissions?.(key);
+          return permissions === undefined ? { nkey: userNkey(key) } : { nkey: userNkey(key), permissions };
+        }),
+      ],
       ...(clusterConfig === undefined ? {} : { cluster: clusterConfig }),
     });
   await writeFileAtomic(configPath, configFor(opts.allowedKeys));

@@ -23,11 +23,13 @@ import {
 import {
   MAX_NATS_TOKEN_BYTES,
   NATS_FROM_HEADER,
-  NATS_SUBJECT_ROOT,
   NatsAuthorizationError,
   NatsConnectError,
+  NatsPermissionError,
   type NatsTransport,
   nats,
+  natsMemberPermissions,
+  natsSubject,
 } from "./nats.ts";
 import { userNkeySeed } from "./nkey.ts";
 
@@ -196,7 +198,7 @@ describe("nats transport with a real nats-server", () => {
       authenticator: nkeyAuthenticator(userNkeySeed(raw.secretKey)),
     });
     try {
-      const subject = `${NATS_SUBJECT_ROOT}.${MESH}.n.${ea.address}`;
+      const subject = natsSubject(MESH, ea.address);
       const withFrom = (from: string) => {
         const h = headers();
         h.set(NATS_FROM_HEADER, from);
@@ -211,6 +213,37 @@ describe("nats transport with a real nats-server", () => {
       expect(inbox[0]!.from).toBe("fine");
       expect(ea.stats().malformedByReason).toEqual({ "no-sender": 1, "bad-sender": 2, "too-large": 1 });
       expect(ea.stats().received).toBe(1);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("with member permissions, a node receives only at its own address and cannot listen to others", async () => {
+    const [a, b] = [generateIdentity(), generateIdentity()];
+    const s = await server({
+      allowedKeys: [a.publicKey, b.publicKey],
+      permissions: natsMemberPermissions(MESH),
+    });
+    const ea = await endpoint(s, a);
+    const eb = await endpoint(s, b);
+    expect(ea.t.send(eb.t.address, Uint8Array.of(1))).toBeNull();
+    await eventually(() => expect(eb.inbox.map((r) => r.from)).toEqual([ea.t.address]), WAIT);
+    // Taking another address than its key's is refused by the server.
+    const squatter = nats({ servers: s.url, caPem: s.caPem, identity: b, meshId: MESH });
+    const err = await squatter({ listen: ea.t.address }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NatsPermissionError);
+    // So is listening to the whole mesh with a raw client.
+    const nc = await connectNats({
+      servers: s.url,
+      tls: { ca: s.caPem },
+      authenticator: nkeyAuthenticator(userNkeySeed(b.secretKey)),
+    });
+    try {
+      let refused: unknown;
+      nc.subscribe(natsSubject(MESH, "*"), { callback: (e) => (refused ??= e) });
+      await nc.flush();
+      expect(refused).toBeDefined();
+      expect(String(refused)).toMatch(/permissions violation/i);
     } finally {
       await nc.close();
     }

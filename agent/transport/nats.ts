@@ -14,6 +14,7 @@
  */
 import { connect, ErrorCode, headers, type Msg, type MsgHdrs, NatsError, nkeyAuthenticator } from "nats";
 import { base32, type Identity } from "../../protocol/index.ts";
+import type { NatsUserPermissions } from "../nats-server.ts";
 import { userNkeySeed } from "./nkey.ts";
 import type { SendRefusal, Transport, TransportServices } from "./transport.ts";
 
@@ -59,6 +60,9 @@ export class NatsConnectError extends Error {
 
 /** The server refused this node's nkey (not, or no longer, an allowed member). */
 export class NatsAuthorizationError extends NatsConnectError {}
+
+/** The server does not let this node subscribe to its own address's subject. */
+export class NatsPermissionError extends NatsConnectError {}
 
 /** The server's max_payload cannot hold maxFrameBytes plus the header. */
 export class NatsFrameLimitError extends Error {
@@ -132,6 +136,31 @@ function wrapConnectError(err: unknown, what: string): Error {
   return new NatsConnectError(`${what}: ${detail}`, { cause: err });
 }
 
+/** The subject at which the endpoint `address` of mesh `meshId` receives. */
+export function natsSubject(meshId: string, address: string): string {
+  return `${NATS_SUBJECT_ROOT}.${meshId}.n.${address}`;
+}
+
+/**
+ * Server-side permissions for members whose address is their key (the default address): each may
+ * publish to any endpoint of the mesh and subscribe only to its own subject, so no member can
+ * listen to another's frames. Pass it as startNatsServer's `permissions`.
+ */
+export function natsMemberPermissions(meshId: string): (publicKey: Uint8Array) => NatsUserPermissions {
+  if (!isNatsToken(meshId)) {
+    throw new InvalidNatsTransportOptionError(`mesh id is not a subject token: ${JSON.stringify(meshId)}`);
+  }
+  return (publicKey) => ({
+    publish: [natsSubject(meshId, "*")],
+    subscribe: [natsSubject(meshId, defaultNatsAddress(publicKey))],
+  });
+}
+
+/** The address of an endpoint that asks for none: its public key in lowercase base32. */
+export function defaultNatsAddress(publicKey: Uint8Array): string {
+  return base32(publicKey);
+}
+
 /** The NATS transport factory (see the file comment). */
 export function nats(opts: NatsTransportOptions): NatsTransportFactory {
   const maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_NATS_MAX_FRAME_BYTES;
@@ -143,10 +172,9 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
       `mesh id is not a subject token: ${JSON.stringify(opts.meshId)}`,
     );
   }
-  const meshPrefix = `${NATS_SUBJECT_ROOT}.${opts.meshId}.n.`;
 
   return async (services) => {
-    const address = services.listen ?? base32(opts.identity.publicKey);
+    const address = services.listen ?? defaultNatsAddress(opts.identity.publicKey);
     if (!isNatsToken(address)) {
       throw new InvalidNatsTransportOptionError(`address is not a subject token: ${JSON.stringify(address)}`);
     }
@@ -192,8 +220,13 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
       return reason;
     };
 
+    let subscribeError: NatsError | undefined;
     const onMessage = (err: NatsError | null, msg: Msg): void => {
-      if (err !== null || closed) return;
+      if (err !== null) {
+        subscribeError = err;
+        return;
+      }
+      if (closed) return;
       const from = msg.headers?.get(NATS_FROM_HEADER) ?? "";
       if (from === "") {
         malformedByReason["no-sender"]++;
@@ -222,12 +255,19 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
         });
       }
     };
-    nc.subscribe(meshPrefix + address, { callback: onMessage });
+    nc.subscribe(natsSubject(opts.meshId, address), { callback: onMessage });
     try {
       await nc.flush(); // the server has the subscription: a frame sent to us from now on arrives
     } catch (err) {
       await nc.close();
       throw wrapConnectError(err, what);
+    }
+    if (subscribeError !== undefined) {
+      // A refused subscription is answered before the flush's PONG, so it is known by now.
+      await nc.close();
+      throw new NatsPermissionError(`${what}: the server refused the subscription to ${address}`, {
+        cause: subscribeError,
+      });
     }
 
     // Count disconnects and keep the code of the last error the server sent (an auth violation
@@ -264,7 +304,7 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
         if (frame.byteLength > maxFrameBytes) return refuse("too-large");
         if (!isNatsToken(to)) return refuse("unknown-address");
         try {
-          nc.publish(meshPrefix + to, frame.slice(), { headers: fromHeader });
+          nc.publish(natsSubject(opts.meshId, to), frame.slice(), { headers: fromHeader });
         } catch (err) {
           if (err instanceof NatsError && err.code === ErrorCode.MaxPayloadExceeded)
             return refuse("too-large");
