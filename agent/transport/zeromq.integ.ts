@@ -1,0 +1,199 @@
+/**
+ * The ZeroMQ transport over real sockets on 127.0.0.1: the shared compliance suite, then what only
+ * a real mesh shows — ZAP turning away keys that are not members, revocation closing a connected
+ * peer, plain (non-CURVE) sockets getting nothing through, and malformed messages being counted.
+ * Waits use `eventually`; "nothing arrived" is shown by a later sentinel on the same link, or by
+ * the refusal that makes arrival impossible.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import * as zmq from "zeromq";
+import { generateIdentity, type Identity, keyHex } from "../../protocol/index.ts";
+import { transportCompliance } from "../../test/compliance/transport-compliance.ts";
+import { eventually } from "../../test/support/eventually.ts";
+import {
+  isRevocable,
+  ZEROMQ_WIRE_VERSION,
+  type ZeromqOptions,
+  type ZeromqTransport,
+  zeromq,
+} from "./zeromq.ts";
+import { formatZeromqAddress, parseZeromqAddress } from "./zeromq-address.ts";
+import { curveKeyPairOf, curvePublicKeyOf, z85Encode } from "./zeromq-keys.ts";
+
+const WAIT = { timeoutMs: 10_000, intervalMs: 10 };
+const LOCAL = { listen: "tcp://127.0.0.1:0" };
+
+transportCompliance(
+  "zeromq",
+  async () => ({
+    make: () => zeromq({ identity: generateIdentity(), authorize: () => true })(LOCAL),
+    teardown: async () => {},
+  }),
+  { timeoutMs: WAIT.timeoutMs },
+);
+
+interface Node {
+  readonly id: Identity;
+  readonly t: ZeromqTransport;
+  readonly inbox: Array<{ from: string; bytes: number[] }>;
+}
+
+describe("zeromq transport", () => {
+  const open: Array<{ close(): unknown }> = [];
+  afterEach(async () => {
+    for (const o of open.splice(0)) await o.close();
+  });
+
+  const node = async (options: Partial<ZeromqOptions> = {}): Promise<Node> => {
+    const id = generateIdentity();
+    const t = await zeromq({ identity: id, authorize: () => true, ...options })(LOCAL);
+    open.push(t);
+    const inbox: Node["inbox"] = [];
+    t.onFrame((from, frame) => inbox.push({ from, bytes: Array.from(frame) }));
+    return { id, t, inbox };
+  };
+
+  /** A bare Dealer in its own context: CURVE with `curve`'s keys, or plain when it is undefined. */
+  const rawDealer = (to: string, routingId: string, curve?: Identity): zmq.Dealer => {
+    const target = parseZeromqAddress(to)!;
+    const context = new zmq.Context({ blocky: false });
+    const options: zmq.SocketOptions<zmq.Dealer> = { context, linger: 0, routingId };
+    if (curve !== undefined) {
+      const pair = curveKeyPairOf(curve);
+      Object.assign(options, {
+        curveServerKey: z85Encode(curvePublicKeyOf(target.publicKey)),
+        curvePublicKey: z85Encode(pair.publicKey),
+        curveSecretKey: z85Encode(pair.secretKey),
+      });
+    }
+    const dealer = new zmq.Dealer(options);
+    open.push(dealer);
+    dealer.connect(target.endpoint);
+    return dealer;
+  };
+
+  it("reports a real port and its own key in its address, and revocation is an ability", async () => {
+    const a = await node();
+    const parsed = parseZeromqAddress(a.t.address);
+    expect(parsed?.publicKeyHex).toBe(keyHex(a.id.publicKey));
+    expect(parsed?.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    expect(isRevocable(a.t)).toBe(true);
+  });
+
+  it("refuses a key that is not a member: nothing from it arrives, the refusal is counted", async () => {
+    const member = await node();
+    const members = new Set<string>();
+    const server = await node({ authorize: (k) => members.has(keyHex(k)) });
+    members.add(keyHex(member.id.publicKey));
+    const outsider = await node();
+    expect(outsider.t.send(server.t.address, Uint8Array.of(66))).toBeNull();
+    await eventually(
+      () => expect(server.t.counters()["refused-peer-unauthorized"]).toBeGreaterThanOrEqual(1),
+      WAIT,
+    );
+    expect(member.t.send(server.t.address, Uint8Array.of(1))).toBeNull();
+    await eventually(() => expect(server.inbox).toHaveLength(1), WAIT);
+    // The outsider learns it was refused, and its next send tries afresh and is refused again.
+    await eventually(() => expect(outsider.t.counters()["refused-by-peer"]).toBeGreaterThanOrEqual(1), WAIT);
+    expect(outsider.t.send(server.t.address, Uint8Array.of(67))).toBeNull();
+    await eventually(
+      () => expect(server.t.counters()["refused-peer-unauthorized"]).toBeGreaterThanOrEqual(2),
+      WAIT,
+    );
+    expect(server.inbox).toEqual([{ from: member.t.address, bytes: [1] }]);
+    expect(server.t.counters()["admitted-peer"]).toBe(1);
+  });
+
+  it("does not send to an address whose key is not a member", async () => {
+    const other = await node();
+    const a = await node({ authorize: (k) => keyHex(k) !== keyHex(other.id.publicKey) });
+    expect(a.t.send(other.t.address, Uint8Array.of(1))).toBe("unknown-address");
+    expect(a.t.counters()["refused-send-unauthorized-peer"]).toBe(1);
+  });
+
+  it("revoke closes a connected peer's connection; its frames stop, other peers keep working", async () => {
+    const server = await node();
+    const a = await node();
+    const b = await node();
+    expect(a.t.send(server.t.address, Uint8Array.of(1))).toBeNull();
+    expect(b.t.send(server.t.address, Uint8Array.of(2))).toBeNull();
+    await eventually(() => expect(server.inbox).toHaveLength(2), WAIT);
+
+    await server.t.revoke(a.id.publicKey);
+    // a reconnects after the rebind and is turned away at the handshake.
+    await eventually(
+      () => expect(server.t.counters()["refused-peer-revoked"]).toBeGreaterThanOrEqual(1),
+      WAIT,
+    );
+    expect(a.t.send(server.t.address, Uint8Array.of(3))).toBeNull();
+    expect(b.t.send(server.t.address, Uint8Array.of(4))).toBeNull();
+    await eventually(() => expect(server.inbox).toHaveLength(3), WAIT);
+    const refusedSoFar = server.t.counters()["refused-peer-revoked"]!;
+    await eventually(
+      () => expect(server.t.counters()["refused-peer-revoked"]).toBeGreaterThan(refusedSoFar),
+      WAIT,
+    );
+    expect(server.inbox.map((r) => [r.from, r.bytes[0]])).toEqual([
+      [a.t.address, 1],
+      [b.t.address, 2],
+      [b.t.address, 4],
+    ]);
+    // The revoking side no longer sends to the revoked key either.
+    expect(server.t.send(a.t.address, Uint8Array.of(5))).toBe("unknown-address");
+  });
+
+  it("lets a plain (non-CURVE) ZeroMQ socket get nothing through", async () => {
+    const server = await node();
+    const member = await node();
+    const plain = rawDealer(server.t.address, member.t.address); // even claiming a member's address
+    await plain.send([Buffer.from([ZEROMQ_WIRE_VERSION]), Buffer.from([99])]);
+    await eventually(
+      () => expect(server.t.counters()["refused-handshake-protocol"]).toBeGreaterThanOrEqual(1),
+      WAIT,
+    );
+    expect(member.t.send(server.t.address, Uint8Array.of(7))).toBeNull();
+    await eventually(() => expect(server.inbox).toHaveLength(1), WAIT);
+    expect(server.inbox).toEqual([{ from: member.t.address, bytes: [7] }]);
+    expect(server.t.counters()["admitted-peer"]).toBe(1);
+  });
+
+  it("counts malformed multipart messages from an admitted peer and keeps receiving", async () => {
+    const server = await node();
+    const id = generateIdentity();
+    const from = formatZeromqAddress("127.0.0.1", 1, id.publicKey);
+    const dealer = rawDealer(server.t.address, from, id);
+    const version = Buffer.from([ZEROMQ_WIRE_VERSION]);
+    await dealer.send([Buffer.from([1])]); // no version part
+    await dealer.send([version, Buffer.from([1]), Buffer.from([2])]); // one part too many
+    await dealer.send([Buffer.from([9]), Buffer.from([1])]); // unknown version
+    await dealer.send([Buffer.alloc(0), Buffer.from([1])]); // empty version part
+    await dealer.send([version, Buffer.from([42])]); // sentinel: well formed
+    await eventually(() => expect(server.inbox).toHaveLength(1), WAIT);
+    expect(server.inbox[0]).toEqual({ from, bytes: [42] });
+    const counts = server.t.counters();
+    expect(counts["malformed-parts"]).toBe(2);
+    expect(counts["malformed-version"]).toBe(2);
+
+    // A routing id that is not an address is a malformed sender, even from an admitted key.
+    const anonymous = rawDealer(server.t.address, "not-an-address", id);
+    await anonymous.send([version, Buffer.from([43])]);
+    await eventually(() => expect(server.t.counters()["malformed-sender"]).toBe(1), WAIT);
+    // A well-formed sender naming a key that never passed ZAP is dropped.
+    const stranger = formatZeromqAddress("127.0.0.1", 1, generateIdentity().publicKey);
+    const spoof = rawDealer(server.t.address, stranger, id);
+    await spoof.send([version, Buffer.from([44])]);
+    await eventually(() => expect(server.t.counters()["dropped-unadmitted-sender"]).toBe(1), WAIT);
+    expect(server.inbox).toHaveLength(1);
+  });
+
+  it("drops and counts frames beyond a full queue, without blocking or throwing", async () => {
+    const a = await node({ maxQueuedFrames: 4 });
+    const silent = generateIdentity();
+    // A member's address with nobody listening: frames pile up in the queue.
+    const nowhere = formatZeromqAddress("127.0.0.1", 9, silent.publicKey);
+    const results = Array.from({ length: 2_000 }, () => a.t.send(nowhere, Uint8Array.of(1)));
+    expect(results.every((r) => r === null)).toBe(true);
+    expect(a.t.counters()["dropped-queue-full"]).toBeGreaterThan(0);
+  });
+});

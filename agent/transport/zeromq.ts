@@ -1,0 +1,460 @@
+/**
+ * The ZeroMQ transport: CURVE-encrypted TCP between certified members, with no server to run.
+ *
+ * Each endpoint owns one ZeroMQ Context (so many endpoints live in one process) holding:
+ * - a ZAP handler, a Router bound at `inproc://zeromq.zap.01` (RFC 27), which admits a client only
+ *   if its CURVE key is not revoked and converts to an ed25519 key that `authorize` accepts;
+ * - the server, a CURVE Router bound on TCP, which receives every inbound frame;
+ * - one CURVE Dealer per destination, connected to `tcp://HOST:PORT` and checking the server's key
+ *   from the address, with a bounded queue in front of it so `send` never blocks.
+ *
+ * Wire (one ZeroMQ message per frame, as the server's Router sees it):
+ *
+ *     part 0  routing id   the sender's own transport address (the Dealer's routingId) → `from`
+ *     part 1  1 byte       ZEROMQ_WIRE_VERSION
+ *     part 2  0..max bytes the frame
+ *
+ * `from` is *asserted* by an admitted member, not proven: the receiver drops it unless the key in it
+ * has the CURVE key of a connection ZAP admitted and not revoked since, but one member could still
+ * name another admitted member.
+ * Origin is proven above the transport, by the envelope signatures.
+ */
+import * as zmq from "zeromq";
+import { type Identity, keyHex, MAX_FRAME_BYTES } from "../../protocol/index.ts";
+import { Counters } from "../../rings/index.ts";
+import type { SendRefusal, Transport, TransportServices } from "./transport.ts";
+import {
+  formatZeromqAddress,
+  InvalidListenAddressError,
+  MAX_ZEROMQ_ADDRESS_BYTES,
+  parseListen,
+  parseZeromqAddress,
+  portOfEndpoint,
+} from "./zeromq-address.ts";
+import { curveKeyPairOf, curvePublicKeyOf, z85Encode } from "./zeromq-keys.ts";
+import { answerZap, ZAP_ENDPOINT } from "./zeromq-zap.ts";
+
+/**
+ * Version of the transport's own framing (the parts around the frame).
+ * - v1: [version byte, frame], sender's address as the routing id.
+ */
+export const ZEROMQ_WIRE_VERSION = 1;
+/** Where a node listens when the services name no address: loopback, a free port. */
+export const DEFAULT_ZEROMQ_LISTEN = "tcp://127.0.0.1:0";
+/** Default bound of each destination's queue, in frames. */
+export const DEFAULT_MAX_QUEUED_FRAMES = 4_096;
+/** Default bound of each destination's queue, in bytes. */
+export const DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/** Default libzmq queue (high-water mark) of each socket, in messages. */
+export const DEFAULT_HIGH_WATER_MARK = 1_000;
+/** Default wait between reconnect attempts of a Dealer. */
+export const DEFAULT_RECONNECT_INTERVAL_MS = 100;
+
+/** Options of the ZeroMQ transport. */
+export interface ZeromqOptions {
+  /** This node's ed25519 key pair; its CURVE key pair is derived from it. */
+  readonly identity: Identity;
+  /**
+   * Whether the holder of this ed25519 public key may talk to us (is a certified, unrevoked
+   * member). Asked by the ZAP handler at each handshake, and before the first send to an address.
+   * Must be quick and must not throw (a throw counts as a refusal).
+   */
+  readonly authorize: (ed25519PublicKey: Uint8Array) => boolean;
+  /** Largest frame carried either way (default MAX_FRAME_BYTES, 256 KiB). */
+  readonly maxFrameBytes?: number;
+  /** Bound of each destination's queue in frames; beyond it frames are dropped and counted. */
+  readonly maxQueuedFrames?: number;
+  /** Bound of each destination's queue in bytes; beyond it frames are dropped and counted. */
+  readonly maxQueuedBytes?: number;
+  /** libzmq high-water mark of every socket, in messages (default DEFAULT_HIGH_WATER_MARK). */
+  readonly highWaterMark?: number;
+  /** Host put in `address` instead of the listen host (required when listening on `*`). */
+  readonly advertiseHost?: string;
+  /** Wait between a Dealer's reconnect attempts (default DEFAULT_RECONNECT_INTERVAL_MS). */
+  readonly reconnectIntervalMs?: number;
+}
+
+/**
+ * The optional ability to revoke a peer at once: its key is refused from then on, and its open
+ * connections (both ways) are closed, so it must handshake again and is turned away.
+ */
+export interface Revocable {
+  /** Refuse `ed25519PublicKey` from now on and close its connections. */
+  revoke(ed25519PublicKey: Uint8Array): Promise<void>;
+}
+
+/** True when `transport` has the Revocable ability. */
+export function isRevocable(transport: Transport): transport is Transport & Revocable {
+  return typeof (transport as Partial<Revocable>).revoke === "function";
+}
+
+/**
+ * A ZeroMQ endpoint: a Transport that can revoke peers and report its counters. Counter names are
+ * stable kebab-case: `sent`, `delivered`, `dropped-*` (queue-full, send-error, no-handler,
+ * unadmitted-sender), `refused-by-peer` (a server's ZAP turned this node away; the next send
+ * retries with a fresh connection), `refused-send-*` (a SendRefusal, or unauthorized-peer), `refused-peer-*`
+ * (ZAP refusals: unauthorized, revoked, bad-key, not-curve, bad-request, authorize-error),
+ * `refused-handshake-*` (ZMTP-level failures such as a non-CURVE client), `malformed-*` (parts,
+ * version, too-large, sender), `admitted-peer`.
+ */
+export interface ZeromqTransport extends Transport, Revocable {
+  /** A snapshot of the counters, sorted by name. */
+  counters(): Record<string, number>;
+}
+
+/** An option is out of range. */
+export class InvalidZeromqOptionError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The server or ZAP socket could not bind (address in use, bad host, ...). */
+export class ZeromqBindError extends Error {
+  /** The endpoint that failed. */
+  readonly endpoint: string;
+  constructor(endpoint: string, options?: { cause?: unknown }) {
+    super(`zeromq transport could not bind ${endpoint}`, options);
+    this.name = new.target.name;
+    this.endpoint = endpoint;
+  }
+}
+
+/** Rebinding the server after a revocation failed; the endpoint no longer receives. */
+export class ZeromqRebindError extends Error {
+  constructor(endpoint: string, options?: { cause?: unknown }) {
+    super(`zeromq transport could not rebind ${endpoint} after a revocation`, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The ZeroMQ transport factory: `zeromq(opts)` receives the node's services and opens an endpoint. */
+export function zeromq(opts: ZeromqOptions): (services: TransportServices) => Promise<ZeromqTransport> {
+  const limits = {
+    maxFrameBytes: opts.maxFrameBytes ?? MAX_FRAME_BYTES,
+    maxQueuedFrames: opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES,
+    maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+    highWaterMark: opts.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
+    reconnectIntervalMs: opts.reconnectIntervalMs ?? DEFAULT_RECONNECT_INTERVAL_MS,
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!(Number.isInteger(value) && value >= (name === "maxFrameBytes" ? 0 : 1))) {
+      throw new InvalidZeromqOptionError(`${name} must be a positive integer, got ${value}`);
+    }
+  }
+  const curve = curveKeyPairOf(opts.identity);
+  return (services) => open(opts, limits, curve, services);
+}
+
+type Limits = Required<
+  Pick<
+    ZeromqOptions,
+    "maxFrameBytes" | "maxQueuedFrames" | "maxQueuedBytes" | "highWaterMark" | "reconnectIntervalMs"
+  >
+>;
+
+/** One destination: its Dealer and the bounded queue in front of it. */
+interface Peer {
+  readonly curveHex: string;
+  readonly dealer: zmq.Dealer;
+  readonly queue: Buffer[];
+  queuedBytes: number;
+  pumping: boolean;
+  closed: boolean;
+}
+
+const VERSION_PART = Buffer.from([ZEROMQ_WIRE_VERSION]);
+const ZAP_DOMAIN = "enjin";
+/** Bound of the ed25519 → CURVE key cache (cleared when full). */
+const MAX_CACHED_KEYS = 4_096;
+
+async function open(
+  opts: ZeromqOptions,
+  limits: Limits,
+  curve: { publicKey: Uint8Array; secretKey: Uint8Array },
+  services: TransportServices,
+): Promise<ZeromqTransport> {
+  const ownKeyHex = keyHex(opts.identity.publicKey);
+  const listen = services.listen ?? DEFAULT_ZEROMQ_LISTEN;
+  const request = parseListen(listen, ownKeyHex);
+  const advertiseHost = opts.advertiseHost ?? request.host;
+  if (advertiseHost === "*") throw new InvalidListenAddressError(listen);
+  const curvePublicKey = z85Encode(curve.publicKey);
+  const curveSecretKey = z85Encode(curve.secretKey);
+
+  const counters = new Counters();
+  // Kept by CURVE key (hex): that is what a connection proves, and P and -P share one.
+  const admittedCurve = new Set<string>(); // keys ZAP let in, minus revoked ones
+  const revokedCurve = new Set<string>();
+  const curveHexCache = new Map<string, string | null>(); // ed25519 hex → CURVE hex (null: none)
+  const curveHexOf = (ed25519Hex: string, publicKey: Uint8Array): string | null => {
+    let curveHex = curveHexCache.get(ed25519Hex);
+    if (curveHex === undefined) {
+      try {
+        curveHex = keyHex(curvePublicKeyOf(publicKey));
+      } catch {
+        curveHex = null;
+      }
+      if (curveHexCache.size >= MAX_CACHED_KEYS) curveHexCache.clear();
+      curveHexCache.set(ed25519Hex, curveHex);
+    }
+    return curveHex;
+  };
+  const authorize = (publicKey: Uint8Array, curveHex: string): boolean => {
+    if (revokedCurve.has(curveHex)) return false;
+    try {
+      return opts.authorize(publicKey) === true;
+    } catch {
+      counters.inc("authorize-error");
+      return false;
+    }
+  };
+
+  const context = new zmq.Context({ blocky: false });
+  const zap = new zmq.Router({ context, linger: 0 });
+  const server = new zmq.Router({
+    context,
+    linger: 0,
+    curveServer: true,
+    curvePublicKey,
+    curveSecretKey,
+    zapDomain: ZAP_DOMAIN,
+    handover: true,
+    maxMessageSize: Math.max(limits.maxFrameBytes, MAX_ZEROMQ_ADDRESS_BYTES),
+    receiveHighWaterMark: limits.highWaterMark,
+  });
+  const bindEndpoint = `tcp://${request.host}:${request.port === 0 ? "*" : request.port}`;
+  let boundEndpoint: string;
+  let address: string;
+  try {
+    await zap.bind(ZAP_ENDPOINT); // before the server: CURVE without a ZAP handler admits anyone
+    await server.bind(bindEndpoint);
+    boundEndpoint = server.lastEndpoint ?? bindEndpoint;
+    const port = portOfEndpoint(boundEndpoint);
+    if (port === undefined) throw new InvalidListenAddressError(boundEndpoint);
+    address = formatZeromqAddress(advertiseHost, port, opts.identity.publicKey);
+    if (Buffer.byteLength(address) > MAX_ZEROMQ_ADDRESS_BYTES) throw new InvalidListenAddressError(address);
+  } catch (err) {
+    zap.close();
+    server.close();
+    throw new ZeromqBindError(bindEndpoint, { cause: err });
+  }
+
+  let closed = false;
+  let closing: Promise<void> | undefined;
+  let handler: ((from: string, frame: Uint8Array) => void) | undefined;
+  const peers = new Map<string, Peer>();
+  let revocations: Promise<void> = Promise.resolve();
+
+  server.events.on("handshake:error:protocol", () => counters.inc("refused-handshake-protocol"));
+  server.events.on("handshake:error:other", () => counters.inc("refused-handshake-other"));
+
+  const zapLoop = (async () => {
+    while (!closed) {
+      let request: Buffer[];
+      try {
+        request = await zap.receive();
+      } catch {
+        if (closed) return;
+        counters.inc("zap-receive-error");
+        continue;
+      }
+      const answer = answerZap(request, { authorize: opts.authorize, revokedCurve, domain: ZAP_DOMAIN });
+      counters.inc(answer.counter);
+      if (answer.admittedCurveHex !== undefined) admittedCurve.add(answer.admittedCurveHex);
+      if (answer.reply === undefined) continue;
+      try {
+        await zap.send(answer.reply);
+      } catch {
+        if (closed) return;
+        counters.inc("zap-send-error");
+      }
+    }
+  })();
+
+  /** The sender and frame of an inbound message, or the counter naming why it is dropped. */
+  const accept = (parts: Buffer[]): { from: string; frame: Buffer } | string => {
+    if (parts.length !== 3) return "malformed-parts";
+    const [routing, version, frame] = parts as [Buffer, Buffer, Buffer];
+    if (version.length !== 1 || version[0] !== ZEROMQ_WIRE_VERSION) return "malformed-version";
+    if (frame.length > limits.maxFrameBytes) return "malformed-too-large";
+    const from = routing.toString("latin1");
+    const sender = parseZeromqAddress(from);
+    if (sender === undefined) return "malformed-sender";
+    const senderCurveHex = curveHexOf(sender.publicKeyHex, sender.publicKey);
+    if (senderCurveHex === null || !admittedCurve.has(senderCurveHex)) return "dropped-unadmitted-sender";
+    if (handler === undefined) return "dropped-no-handler";
+    return { from, frame };
+  };
+
+  const onInbound = (parts: Buffer[]): void => {
+    const accepted = accept(parts);
+    if (typeof accepted === "string") {
+      counters.inc(accepted);
+      return;
+    }
+    counters.inc("delivered");
+    const { from, frame } = accepted;
+    handler?.(from, new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength));
+  };
+
+  const receiveLoop = (async () => {
+    while (!closed) {
+      let parts: Buffer[];
+      try {
+        parts = await server.receive();
+      } catch {
+        if (closed) return;
+        counters.inc("receive-error");
+        continue;
+      }
+      if (!closed) onInbound(parts);
+    }
+  })();
+
+  const closePeer = (to: string, peer: Peer): void => {
+    peer.closed = true;
+    peer.queue.length = 0;
+    peer.queuedBytes = 0;
+    peer.dealer.close();
+    if (peers.get(to) === peer) peers.delete(to);
+  };
+
+  const pump = async (peer: Peer): Promise<void> => {
+    if (peer.pumping) return;
+    peer.pumping = true;
+    try {
+      while (!peer.closed && peer.queue.length > 0) {
+        const frame = peer.queue[0]!;
+        try {
+          await peer.dealer.send([VERSION_PART, frame]);
+          counters.inc("sent");
+        } catch {
+          if (peer.closed) return;
+          counters.inc("dropped-send-error");
+        }
+        if (peer.closed) return;
+        peer.queue.shift();
+        peer.queuedBytes -= frame.length;
+      }
+    } finally {
+      peer.pumping = false;
+    }
+  };
+
+  /** The peer for `to`, opened on first use; or the reason there is none. */
+  const peerFor = (to: string): Peer | "unknown-address" | "unauthorized-peer" => {
+    const existing = peers.get(to);
+    if (existing !== undefined) return existing;
+    const target = parseZeromqAddress(to);
+    if (target === undefined) return "unknown-address";
+    const curveHex = curveHexOf(target.publicKeyHex, target.publicKey);
+    if (curveHex === null) return "unknown-address";
+    if (!authorize(target.publicKey, curveHex)) return "unauthorized-peer";
+    let dealer: zmq.Dealer | undefined;
+    try {
+      dealer = new zmq.Dealer({
+        context,
+        linger: 0,
+        routingId: address,
+        curveServerKey: z85Encode(Buffer.from(curveHex, "hex")),
+        curvePublicKey,
+        curveSecretKey,
+        sendHighWaterMark: limits.highWaterMark,
+        reconnectInterval: limits.reconnectIntervalMs,
+      });
+      dealer.connect(target.endpoint);
+    } catch {
+      dealer?.close();
+      return "unknown-address";
+    }
+    const peer: Peer = {
+      curveHex,
+      dealer,
+      queue: [],
+      queuedBytes: 0,
+      pumping: false,
+      closed: false,
+    };
+    peers.set(to, peer);
+    // A server that refuses us at the handshake does not get retried by libzmq: drop this
+    // connection, so a later send (perhaps after our certificate reached it) starts afresh.
+    dealer.events.on("handshake:error:auth", () => {
+      counters.inc("refused-by-peer");
+      if (!peer.closed) closePeer(to, peer);
+    });
+    return peer;
+  };
+
+  const refuse = (reason: SendRefusal, counter: string = reason): SendRefusal => {
+    counters.inc(`refused-send-${counter}`);
+    return reason;
+  };
+
+  const rebind = async (): Promise<void> => {
+    if (closed) return;
+    try {
+      // Unbinding closes every connection accepted on the endpoint; peers reconnect through ZAP.
+      await server.unbind(boundEndpoint);
+      await server.bind(boundEndpoint);
+    } catch (err) {
+      if (closed) return;
+      counters.inc("rebind-error");
+      throw new ZeromqRebindError(boundEndpoint, { cause: err });
+    }
+  };
+
+  const transport: ZeromqTransport = {
+    address,
+    maxFrameBytes: limits.maxFrameBytes,
+    send(to, frame) {
+      if (closed) return refuse("closed");
+      if (!(frame instanceof Uint8Array) || typeof to !== "string") return refuse("unknown-address");
+      if (frame.byteLength > limits.maxFrameBytes) return refuse("too-large");
+      const peer = peerFor(to);
+      if (peer === "unknown-address") return refuse("unknown-address");
+      if (peer === "unauthorized-peer") return refuse("unknown-address", "unauthorized-peer");
+      if (
+        peer.queue.length >= limits.maxQueuedFrames ||
+        peer.queuedBytes + frame.byteLength > limits.maxQueuedBytes
+      ) {
+        counters.inc("dropped-queue-full");
+        return null;
+      }
+      const copy = Buffer.from(frame); // copies: the caller may reuse its buffer
+      peer.queue.push(copy);
+      peer.queuedBytes += copy.length;
+      void pump(peer);
+      return null;
+    },
+    onFrame(next) {
+      handler = next;
+    },
+    revoke(ed25519PublicKey) {
+      const curveHex = curveHexOf(keyHex(ed25519PublicKey), ed25519PublicKey);
+      if (curveHex !== null) {
+        revokedCurve.add(curveHex);
+        admittedCurve.delete(curveHex);
+        for (const [to, peer] of [...peers]) if (peer.curveHex === curveHex) closePeer(to, peer);
+      }
+      const next = revocations.then(rebind, rebind);
+      revocations = next.catch(() => {});
+      return next;
+    },
+    counters: () => counters.snapshot(),
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        handler = undefined;
+        for (const [to, peer] of [...peers]) closePeer(to, peer);
+        await revocations;
+        server.close();
+        zap.close();
+        await Promise.allSettled([receiveLoop, zapLoop]);
+      })();
+      return closing;
+    },
+  };
+  return transport;
+}
