@@ -65,6 +65,9 @@ export const MAX_TOKEN_BYTES =
 /** Longest token string accepted (prefix + base64url of MAX_TOKEN_BYTES), checked before decoding. */
 export const MAX_TOKEN_CHARS = TOKEN_PREFIX.length + Math.ceil((MAX_TOKEN_BYTES * 4) / 3);
 
+/** Longest input decodeJoinToken looks at, surrounding whitespace included; checked before trimming. */
+export const MAX_TOKEN_INPUT_CHARS = MAX_TOKEN_CHARS + 256;
+
 /** A decoded join token. `secret` is the only secret part: never log it. */
 export interface JoinToken {
   /** Where to reach the issuer, in order of preference. */
@@ -132,6 +135,10 @@ export function encodeJoinToken(parts: JoinTokenParts): string {
 
 /** The token's bytes from its string form: prefix, length and strict base64url checked. */
 function tokenBytes(input: string): Uint8Array {
+  if (input.length > MAX_TOKEN_INPUT_CHARS)
+    throw new TokenTooLongError(
+      `input is ${input.length} characters; a join token is at most ${MAX_TOKEN_CHARS}: ${HOW_TO_FIX}`,
+    );
   const text = input.trim();
   if (!text.startsWith(TOKEN_PREFIX)) {
     if (/^enjin\d+\./.test(text))

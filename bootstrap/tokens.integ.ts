@@ -163,6 +163,29 @@ describe("TokenIssuer on LevelDB", () => {
     expect(issuer.counters.get("redeem-refused:rate-limited")).toBe(2);
   });
 
+  it("lets no more racing guesses through than the per-token burst allows", async () => {
+    const limits = {
+      perToken: { capacity: 4, refillIntervalMs: 60_000, maxKeys: 100 },
+      perSource: { capacity: 1000, refillIntervalMs: 60_000, maxKeys: 100 },
+    };
+    const issuer = await openIssuer({ limits });
+    const { token } = await issuer.create({ ...scope, ttlMs: HOUR_MS, uses: 1 }, T0);
+    const guesses = Array.from({ length: 30 }, (_, i) =>
+      issuer.redeem({ ...requestFor(token, 1), mac: new Uint8Array(32).fill(i) }, T0 + 1, `s${i}`),
+    );
+    const reasons = (await Promise.allSettled(guesses)).map((r) => (r as PromiseRejectedResult).reason.name);
+    expect(reasons.filter((n) => n === "BadJoinMacError")).toHaveLength(4);
+    expect(reasons.filter((n) => n === "RateLimitedError")).toHaveLength(26);
+    // Joiners holding the secret but arriving late are refused as exhausted, never rate limited.
+    const { token: t2 } = await issuer.create({ ...scope, ttlMs: HOUR_MS, uses: 1 }, T0);
+    const late = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => issuer.redeem(requestFor(t2, i), T0 + 1)),
+    );
+    expect(late.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    for (const r of late.filter((x) => x.status === "rejected"))
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(TokenExhaustedError);
+  });
+
   it("prunes tokens long expired, with their redemptions", async () => {
     const issuer = await openIssuer();
     const { token } = await issuer.create({ ...scope, ttlMs: 1000, uses: 2 }, T0);

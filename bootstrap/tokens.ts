@@ -7,7 +7,8 @@
  * the token consumed, and the same joiner retrying with the same key is recognised (`repeat`).
  *
  * Refusals are distinct RedeemError subclasses, counted by reason, and change nothing stored.
- * Failed attempts are limited per token id and per source. Time is always a parameter.
+ * Failed proofs (bad MAC, unknown token id, unusable request) are limited per token id and per
+ * source; the MAC is checked before the token's state is revealed. Time is always a parameter.
  */
 import { randomBytes } from "node:crypto";
 import * as v from "valibot";
@@ -236,18 +237,30 @@ export class TokenIssuer {
   async redeem(request: JoinRequest, nowMs: number, source = "unknown"): Promise<Redeemed> {
     const tokenId = request.tokenId.length === TOKEN_ID_BYTES ? toHex(request.tokenId) : "invalid";
     const sourceKey = `source:${source}`;
-    if (!this.#perToken.allows(tokenId, nowMs) || !this.#perSource.allows(sourceKey, nowMs)) {
-      // Not a new failure: refusing is enough, and counting it would let a flood extend the block.
-      return this.#refuse(new RateLimitedError("too many failed join attempts lately: wait and try again"));
-    }
     try {
-      return await this.#mutex.run(tokenId, () => this.#redeemLocked(request, tokenId, nowMs));
+      // Limits are checked and failures recorded under the token's lock, so racing guesses cannot
+      // all slip past a nearly empty bucket.
+      return await this.#mutex.run(tokenId, async () => {
+        if (!this.#perToken.allows(tokenId, nowMs) || !this.#perSource.allows(sourceKey, nowMs))
+          throw new RateLimitedError("too many failed join attempts lately: wait a minute and try again");
+        try {
+          return await this.#redeemLocked(request, tokenId, nowMs);
+        } catch (err) {
+          // Only failed proofs count against the limits: guessing a secret, scanning for token ids.
+          // Expired, revoked and used-up tokens are reached only with a valid MAC, so they do not.
+          if (
+            err instanceof BadJoinMacError ||
+            err instanceof UnknownTokenError ||
+            err instanceof InvalidJoinRequestError
+          ) {
+            this.#perToken.fail(tokenId, nowMs);
+            this.#perSource.fail(sourceKey, nowMs);
+          }
+          throw err;
+        }
+      });
     } catch (err) {
-      if (err instanceof RedeemError) {
-        this.#perToken.fail(tokenId, nowMs);
-        this.#perSource.fail(sourceKey, nowMs);
-        return this.#refuse(err);
-      }
+      if (err instanceof RedeemError) return this.#refuse(err);
       throw err;
     }
   }
@@ -273,11 +286,11 @@ export class TokenIssuer {
         "join proof does not verify: the token secret is wrong, or the request was altered",
       );
     const joinerKey = keyHex(request.joinerKey);
-    const result = (usesLeft: number, repeat: boolean): Redeemed => ({
+    const result = (usesLeft: number, repeat: boolean, name: string): Redeemed => ({
       tokenId,
       scope: record.scope,
       joinerKey: Uint8Array.from(request.joinerKey),
-      name: request.name,
+      name,
       usesLeft,
       repeat,
     });
@@ -286,7 +299,7 @@ export class TokenIssuer {
     const previous = await store.getRedemption(tokenId, joinerKey);
     if (previous !== undefined && nowMs < record.expiresMs + REPEAT_GRACE_MS) {
       this.counters.inc("token-redeem-repeat");
-      return result(record.usesLeft, true);
+      return result(record.usesLeft, true, previous.name);
     }
     if (nowMs >= record.expiresMs)
       throw new TokenExpiredError("this join token has expired: ask for a new one");
@@ -295,6 +308,6 @@ export class TokenIssuer {
     const updated: TokenRecord = { ...record, usesLeft: record.usesLeft - 1 };
     await store.commitRedemption(updated, { tokenId, joinerKey, name: request.name, atMs: nowMs });
     this.counters.inc("token-redeemed");
-    return result(updated.usesLeft, false);
+    return result(updated.usesLeft, false, request.name);
   }
 }
