@@ -19,13 +19,24 @@
  * of every user no longer in the list (transport/nats.integ.ts shows it on 2.9.10). No module-level
  * state: many servers may run from one process.
  */
-import { execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { createServer, isIP } from "node:net";
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
 import { generateIdentity } from "../protocol/index.ts";
+import {
+  ensureNatsCertificate,
+  hostPort,
+  NATS_CERT_FILE,
+  NATS_CONFIG_FILE,
+  NATS_KEY_FILE,
+  NATS_PID_FILE,
+  NATS_ROUTES_CA_FILE,
+  type NatsConfigInput,
+  type NatsUserPermissions,
+  renderNatsConfig,
+  writeFileAtomic,
+} from "./nats-server-files.ts";
 import { userNkey } from "./transport/nkey.ts";
 
 /** Where Debian's `nats-server` package installs the binary. */
@@ -40,31 +51,9 @@ export const NATS_POLL_INTERVAL_MS = 20;
 export const NATS_STDERR_TAIL_BYTES = 16 * 1024;
 /** How long stop() waits after SIGTERM before SIGKILL. */
 export const NATS_STOP_GRACE_MS = 5_000;
-/** Validity of the self-signed certificate. */
-export const NATS_CERT_VALIDITY_DAYS = 3650;
-/** Random bytes in the certificate's common name, so that each server's certificate is told apart. */
-const CERT_NAME_RANDOM_BYTES = 8;
-/** File names inside the data dir. */
-export const NATS_CONFIG_FILE = "nats-server.conf";
-/** The PEM certificate clients pin as their CA. */
-export const NATS_CERT_FILE = "nats-cert.pem";
-/** The PEM private key of the certificate (0600). */
-export const NATS_KEY_FILE = "nats-key.pem";
-/** The server's pid, written by nats-server itself, to find a server a crashed launcher left. */
-export const NATS_PID_FILE = "nats-server.pid";
-/** Certificates a clustered server accepts on routes (its own and its peers'). */
-export const NATS_ROUTES_CA_FILE = "nats-routes-ca.pem";
 
 /** The launcher's options are invalid (bad port, empty data dir, ...). */
 export class InvalidNatsServerOptionError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
-
-/** `openssl` failed to make the TLS certificate. */
-export class NatsCertificateError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -99,14 +88,6 @@ export class NatsServerStoppedError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
-}
-
-/** Subjects one user may publish to and subscribe to (NATS wildcards allowed); all else is denied. */
-export interface NatsUserPermissions {
-  /** Subjects the user may publish to. */
-  readonly publish: readonly string[];
-  /** Subjects the user may subscribe to. */
-  readonly subscribe: readonly string[];
 }
 
 /** Clustering options: this server's route listener and the routes it dials. */
@@ -184,8 +165,6 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-const execFileAsync = promisify(execFile);
-
 function checkPort(name: string, port: number | undefined): void {
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65_536)) {
     throw new InvalidNatsServerOptionError(`${name} must be an integer in 1..65535, got ${port}`);
@@ -206,75 +185,11 @@ async function freePort(host: string): Promise<number> {
   });
 }
 
-function hostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 /** The host a local client dials to reach a listener on `host`. */
 function dialHost(host: string): string {
   if (host === "0.0.0.0") return "127.0.0.1";
   if (host === "::") return "::1";
   return host;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Make (once) the self-signed certificate and 0600 key in `dataDir`, and return the certificate
- * PEM. An existing pair is kept as it is, so clients that pinned it keep working after a restart.
- */
-export async function ensureNatsCertificate(dataDir: string, names: readonly string[] = []): Promise<string> {
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const certPath = join(dataDir, NATS_CERT_FILE);
-  const keyPath = join(dataDir, NATS_KEY_FILE);
-  if (!((await exists(certPath)) && (await exists(keyPath)))) {
-    const sans = new Set(["IP:127.0.0.1", "DNS:localhost"]);
-    for (const name of names) {
-      if (name === "" || name === "0.0.0.0" || name === "::") continue;
-      sans.add(isIP(name) === 0 ? `DNS:${name}` : `IP:${name}`);
-    }
-    const keyTmp = `${keyPath}.tmp`;
-    const certTmp = `${certPath}.tmp`;
-    await (await open(keyTmp, "w", 0o600)).close(); // openssl keeps the mode of an existing file
-    try {
-      await execFileAsync("openssl", [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        keyTmp,
-        "-out",
-        certTmp,
-        "-days",
-        String(NATS_CERT_VALIDITY_DAYS),
-        "-subj",
-        `/CN=enjin-nats-${randomBytes(CERT_NAME_RANDOM_BYTES).toString("hex")}`,
-        "-addext",
-        `subjectAltName=${[...sans].join(",")}`,
-      ]);
-    } catch (err) {
-      await rm(keyTmp, { force: true });
-      await rm(certTmp, { force: true });
-      throw new NatsCertificateError(`openssl could not make the NATS certificate in ${dataDir}`, {
-        cause: err,
-      });
-    }
-    await chmod(keyTmp, 0o600);
-    await rename(keyTmp, keyPath);
-    await rename(certTmp, certPath);
-  }
-  return readFile(certPath, "utf8");
 }
 
 function processAlive(pid: number): boolean {
@@ -314,72 +229,6 @@ async function stopStaleServer(pidPath: string, configPath: string): Promise<voi
   }
 }
 
-interface ConfigInput {
-  readonly serverName: string;
-  readonly host: string;
-  readonly port: number;
-  readonly monitorPort: number;
-  readonly maxPayloadBytes: number;
-  readonly certPath: string;
-  readonly keyPath: string;
-  readonly pidPath: string;
-  readonly users: ReadonlyArray<{ readonly nkey: string; readonly permissions?: NatsUserPermissions }>;
-  readonly cluster?: {
-    readonly name: string;
-    readonly host: string;
-    readonly port: number;
-    readonly routes: readonly string[];
-    readonly caPath: string;
-  };
-}
-
-/** The nats-server config text (strings quoted as JSON, which the config parser accepts). */
-function renderConfig(c: ConfigInput): string {
-  const q = JSON.stringify;
-  const lines = [
-    "# Written by enjin's launcher (agent/nats-server.ts); rewritten on every reload.",
-    `server_name: ${q(c.serverName)}`,
-    `listen: ${q(hostPort(c.host, c.port))}`,
-    `http: ${q(hostPort("127.0.0.1", c.monitorPort))}`,
-    `max_payload: ${c.maxPayloadBytes}`,
-    `pid_file: ${q(c.pidPath)}`,
-    "tls {",
-    `  cert_file: ${q(c.certPath)}`,
-    `  key_file: ${q(c.keyPath)}`,
-    "}",
-    "authorization {",
-    "  users: [",
-    ...c.users.map(({ nkey, permissions: p }) =>
-      p === undefined
-        ? `    { nkey: ${q(nkey)} }`
-        : `    { nkey: ${q(nkey)}, permissions: { publish: { allow: ${q(p.publish)} }, subscribe: { allow: ${q(p.subscribe)} } } }`,
-    ),
-    "  ]",
-    "}",
-  ];
-  if (c.cluster !== undefined) {
-    lines.push(
-      "cluster {",
-      `  name: ${q(c.cluster.name)}`,
-      `  listen: ${q(hostPort(c.cluster.host, c.cluster.port))}`,
-      `  routes: [${c.cluster.routes.map((r) => q(r)).join(", ")}]`,
-      "  tls {",
-      `    cert_file: ${q(c.certPath)}`,
-      `    key_file: ${q(c.keyPath)}`,
-      `    ca_file: ${q(c.cluster.caPath)}`,
-      "  }",
-      "}",
-    );
-  }
-  return `${lines.join("\n")}\n`;
-}
-
-async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
-  await rename(tmp, path);
-}
-
 /** Start a nats-server child and resolve once it answers `/healthz`. */
 export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServer> {
   if (opts.dataDir === "") throw new InvalidNatsServerOptionError("dataDir must not be empty");
@@ -402,7 +251,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const clusterPort =
     opts.cluster === undefined ? undefined : (opts.cluster.port ?? (await freePort(clusterHost)));
 
-  let clusterConfig: ConfigInput["cluster"];
+  let clusterConfig: NatsConfigInput["cluster"];
   if (opts.cluster !== undefined && clusterPort !== undefined) {
     const caPath = join(dataDir, NATS_ROUTES_CA_FILE);
     await writeFileAtomic(caPath, [caPem, ...opts.cluster.trustedPeerCertPems].join("\n"));
@@ -418,7 +267,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const nobody = userNkey(generateIdentity().publicKey);
   const configPath = join(dataDir, NATS_CONFIG_FILE);
   const configFor = (keys: readonly Uint8Array[]): string =>
-    renderConfig({
+    renderNatsConfig({
       serverName: opts.serverName ?? `enjin-${port}`,
       host,
       port,

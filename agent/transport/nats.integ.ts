@@ -13,13 +13,12 @@ import { generateIdentity, type Identity } from "../../protocol/index.ts";
 import { transportCompliance } from "../../test/compliance/transport-compliance.ts";
 import { eventually } from "../../test/support/eventually.ts";
 import {
-  ensureNatsCertificate,
-  NATS_KEY_FILE,
   type NatsServer,
   type NatsServerOptions,
   NatsServerStartError,
   startNatsServer,
 } from "../nats-server.ts";
+import { ensureNatsCertificate, NATS_KEY_FILE } from "../nats-server-files.ts";
 import {
   MAX_NATS_TOKEN_BYTES,
   NATS_FROM_HEADER,

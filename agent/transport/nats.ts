@@ -14,7 +14,7 @@
  */
 import { connect, ErrorCode, headers, type Msg, type MsgHdrs, NatsError, nkeyAuthenticator } from "nats";
 import { base32, type Identity } from "../../protocol/index.ts";
-import type { NatsUserPermissions } from "../nats-server.ts";
+import type { NatsUserPermissions } from "../nats-server-files.ts";
 import { userNkeySeed } from "./nkey.ts";
 import type { SendRefusal, Transport, TransportServices } from "./transport.ts";
 
