@@ -9,6 +9,7 @@ import {
   RateLimitedError,
   TokenExhaustedError,
   TokenExpiredError,
+  TokenRecordCorruptError,
   TokenRevokedError,
   UnknownTokenError,
 } from "./errors.ts";
@@ -184,6 +185,17 @@ describe("TokenIssuer on LevelDB", () => {
     expect(late.filter((r) => r.status === "fulfilled")).toHaveLength(1);
     for (const r of late.filter((x) => x.status === "rejected"))
       expect((r as PromiseRejectedResult).reason).toBeInstanceOf(TokenExhaustedError);
+  });
+
+  it("reports a corrupt token record as a named error, not a crash or an acceptance", async () => {
+    const issuer = await openIssuer();
+    const { token, info } = await issuer.create({ ...scope, ttlMs: HOUR_MS, uses: 1 }, T0);
+    const table = db.sublevel<string, string>("tokens", {});
+    const record = JSON.parse((await table.get(`t:${info.id}`))!);
+    await table.put(`t:${info.id}`, JSON.stringify({ ...record, usesLeft: 7 })); // above uses
+    await expect(issuer.redeem(requestFor(token, 1), T0 + 1)).rejects.toThrow(TokenRecordCorruptError);
+    await table.put(`t:${info.id}`, "{");
+    await expect(issuer.list()).rejects.toThrow(TokenRecordCorruptError);
   });
 
   it("prunes tokens long expired, with their redemptions", async () => {
