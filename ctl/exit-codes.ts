@@ -1,0 +1,65 @@
+/**
+ * Exit codes of ringd and ringctl, the same for every command. Scripts branch on these, so they
+ * never change meaning; new ones are only added. Listed in every command's EXIT STATUS and in
+ * docs/cli.md.
+ */
+import {
+  ConfigError,
+  ConfigFileError,
+  ControlConnectionClosedError,
+  ControlPermissionError,
+  ControlTimeoutError,
+  DaemonNotRunningError,
+  SocketInUseError,
+} from "../agent/daemon/index.ts";
+import { CliError } from "./errors.ts";
+
+/** Every exit code, by name. */
+export const ExitCode = {
+  /** Everything asked for was done. */
+  Ok: 0,
+  /** The command ran, but at least one target failed or refused (details per target in the output). */
+  TargetFailed: 1,
+  /** The command line was wrong: unknown command or option, missing or bad argument. */
+  Usage: 2,
+  /** ringd is not running or not answering, or targets could not be reached in time. */
+  Unreachable: 3,
+  /** Refused: permission denied on the socket, or the mesh refused the operator's authority. */
+  Refused: 4,
+  /** The configuration (file or ENJIN_* environment) is invalid. */
+  Config: 5,
+  /** A bug: an error nobody expected. Please report it with the message. */
+  Internal: 70,
+  /** Interrupted by SIGINT (Ctrl-C). */
+  Interrupted: 130,
+} as const;
+
+/** One of the values of ExitCode. */
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** One line per exit code, for EXIT STATUS sections. */
+export const EXIT_CODE_MEANINGS: Readonly<Record<ExitCode, string>> = {
+  0: "success",
+  1: "the command ran, but at least one target failed or refused",
+  2: "usage error: unknown command or option, missing or bad argument",
+  3: "unreachable: ringd is not running or not answering, or targets timed out",
+  4: "refused: permission denied, or not authorized by the mesh",
+  5: "invalid configuration (file or ENJIN_* environment)",
+  70: "internal error (a bug; please report it)",
+  130: "interrupted (SIGINT)",
+};
+
+/** The exit code for an error a command threw: by class, never by message. */
+export function exitCodeFor(err: unknown): ExitCode {
+  if (err instanceof CliError) return err.exitCode;
+  if (
+    err instanceof DaemonNotRunningError ||
+    err instanceof ControlTimeoutError ||
+    err instanceof ControlConnectionClosedError
+  ) {
+    return ExitCode.Unreachable;
+  }
+  if (err instanceof ControlPermissionError || err instanceof SocketInUseError) return ExitCode.Refused;
+  if (err instanceof ConfigError || err instanceof ConfigFileError) return ExitCode.Config;
+  return ExitCode.Internal;
+}
