@@ -52,6 +52,9 @@ export const NATS_STDERR_TAIL_BYTES = 16 * 1024;
 /** How long stop() waits after SIGTERM before SIGKILL. */
 export const NATS_STOP_GRACE_MS = 5_000;
 
+/** What nats-server (2.9) logs when it keeps its old config after a SIGHUP. */
+const RELOAD_FAILED_LOG = "Failed to reload server configuration";
+
 /** The launcher's options are invalid (bad port, empty data dir, ...). */
 export class InvalidNatsServerOptionError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -393,7 +396,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     const reloadDeadline = Date.now() + readyTimeoutMs;
     for (;;) {
       const written = since(mark);
-      if (written.includes("[ERR]") || written.includes("[FTL]")) {
+      if (written.includes(RELOAD_FAILED_LOG)) {
         throw new NatsServerReloadError("nats-server refused the new config", written);
       }
       if (!running()) throw new NatsServerReloadError("nats-server exited during reload", written);

@@ -15,6 +15,7 @@ import { eventually } from "../../test/support/eventually.ts";
 import {
   type NatsServer,
   type NatsServerOptions,
+  NatsServerReloadError,
   NatsServerStartError,
   startNatsServer,
 } from "../nats-server.ts";
@@ -246,6 +247,27 @@ describe("nats transport with a real nats-server", () => {
     } finally {
       await nc.close();
     }
+  });
+
+  it("a config the server refuses on reload fails with NatsServerReloadError and keeps the old one", async () => {
+    const [a, b] = [generateIdentity(), generateIdentity()];
+    let broken = false;
+    const s = await server({
+      allowedKeys: [a.publicKey, b.publicKey],
+      permissions: (key) =>
+        broken ? { publish: ["a..b"], subscribe: [] } : natsMemberPermissions(MESH)(key),
+    });
+    const ea = await endpoint(s, a);
+    const eb = await endpoint(s, b);
+    broken = true;
+    const err = await s.reload([a.publicKey]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NatsServerReloadError);
+    expect((err as NatsServerReloadError).stderr).toMatch(/not a valid subject/);
+    expect(ea.t.send(eb.t.address, Uint8Array.of(1))).toBeNull(); // b is still a member
+    await eventually(() => expect(eb.inbox).toHaveLength(1), WAIT);
+    broken = false;
+    await s.reload([a.publicKey]); // and a good reload still works afterwards
+    expect(await eb.t.ended).toBeInstanceOf(NatsAuthorizationError);
   });
 
   it("refuses a plaintext (non-TLS) client", async () => {
