@@ -98,7 +98,7 @@ export const CONFIG_FIELDS: Readonly<Record<ConfigField, ConfigFieldSpec>> = {
     env: "ENJIN_DATA_DIR",
     valueName: "DIR",
     description: "Directory of the node's key, database, config file and control socket.",
-    allowed: "a directory path (default /var/lib/enjin as root, else $XDG_STATE_HOME/enjin)",
+    allowed: "a directory path (default /var/lib/enjin as root, else $XDG_STATE_HOME/enjin or ~/.local/state/enjin)",
   },
   ring: {
     flag: "ring",
