@@ -16,7 +16,16 @@ import { readFile } from "node:fs/promises";
 import { homedir, hostname } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import * as v from "valibot";
-import { LABEL_PATTERN, MAX_COMPARTMENT_DEPTH, MAX_TIERS } from "../../protocol/index.ts";
+import { LABEL_PATTERN } from "../../protocol/index.ts";
+import {
+  CONFIG_FIELD_NAMES,
+  CONFIG_FIELDS,
+  CONFIG_SCHEMAS,
+  type ConfigField,
+  type ConfigFlags,
+  type DaemonConfig,
+  PATH_FIELDS,
+} from "./config-fields.ts";
 import { ConfigError, ConfigFileError, type ConfigIssue, type ConfigSource } from "./errors.ts";
 
 /** Name of the config file inside the data dir. */
@@ -25,187 +34,8 @@ export const CONFIG_FILE_NAME = "ringd.json";
 export const CONTROL_SOCKET_NAME = "ringd.sock";
 /** Largest config file read. */
 export const MAX_CONFIG_FILE_BYTES = 64 * 1024;
-/** Longest control socket path: sun_path is 108 bytes on Linux, 104 on the BSDs and macOS (with NUL). */
-export const MAX_SOCKET_PATH_BYTES = 103;
-/** Longest file path accepted for dataDir and logFile. */
-export const MAX_PATH_BYTES = 4096;
 /** Longest text shown of a bad value in an error. */
 const MAX_SHOWN_VALUE_CHARS = 80;
-
-/** Log levels, most to least severe; "silent" logs nothing. */
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-/** One of LOG_LEVELS. */
-export type LogLevel = (typeof LOG_LEVELS)[number];
-/** Transports a daemon can use between nodes. */
-export const TRANSPORTS = ["zeromq", "nats"] as const;
-
-/** The daemon's configuration after merging and validation. */
-export interface DaemonConfig {
-  /** Where the node keeps its key, its LevelDB, its config file and its control socket. */
-  readonly dataDir: string;
-  /** The ring this node plays: 0 meta, 1 infrastructure, 2 platform. */
-  readonly ring: 0 | 1 | 2;
-  /** How this node talks to its peers. */
-  readonly transport: (typeof TRANSPORTS)[number];
-  /** host:port the node listens on for peers (ZeroMQ). */
-  readonly listen: string;
-  /** The NATS server to use when transport is "nats". */
-  readonly natsUrl: string;
-  /** Path of the control socket ringctl talks to. */
-  readonly controlSocket: string;
-  /** Least severe level logged. */
-  readonly logLevel: LogLevel;
-  /** Log file path; null logs to stderr. */
-  readonly logFile: string | null;
-  /** This node's name (a label). */
-  readonly name: string;
-  /** Where the node is, outermost first, e.g. ["eu", "dc1", "rack3"]. */
-  readonly compartment: readonly string[];
-  /** The node's roles, e.g. ["web"]. */
-  readonly tiers: readonly string[];
-}
-
-/** A field of DaemonConfig. */
-export type ConfigField = keyof DaemonConfig;
-
-/** Raw flag values, as node:util parseArgs gives them, keyed by field. */
-export type ConfigFlags = Partial<Record<ConfigField, string | readonly string[]>>;
-
-/** How one field is named in each layer and what it allows. */
-export interface ConfigFieldSpec {
-  /** Long flag name without dashes, e.g. "data-dir". */
-  readonly flag: string;
-  /** Environment variable, e.g. "ENJIN_DATA_DIR". */
-  readonly env: string;
-  /** Placeholder shown in help, e.g. "PATH". */
-  readonly valueName: string;
-  /** What it is, one line. */
-  readonly description: string;
-  /** What is allowed, in words (used in errors and help). */
-  readonly allowed: string;
-  /** The flag may repeat (each adds one list item). */
-  readonly multiple?: boolean;
-}
-
-const label = v.pipe(v.string(), v.regex(LABEL_PATTERN));
-const LABEL_WORDS = "lowercase letters, digits, '.', '_', '-'; starting alphanumeric; at most 63";
-const path = v.pipe(v.string(), v.check(isAbsolute), v.maxBytes(MAX_PATH_BYTES));
-
-/** Every field's names, help text and allowed values, in display order. */
-export const CONFIG_FIELDS: Readonly<Record<ConfigField, ConfigFieldSpec>> = {
-  dataDir: {
-    flag: "data-dir",
-    env: "ENJIN_DATA_DIR",
-    valueName: "DIR",
-    description: "Directory of the node's key, database, config file and control socket.",
-    allowed: "a directory path (default /var/lib/enjin as root, else $XDG_STATE_HOME/enjin or ~/.local/state/enjin)",
-  },
-  ring: {
-    flag: "ring",
-    env: "ENJIN_RING",
-    valueName: "N",
-    description: "The ring this node plays.",
-    allowed: "0, 1 or 2",
-  },
-  transport: {
-    flag: "transport",
-    env: "ENJIN_TRANSPORT",
-    valueName: "NAME",
-    description: "How this node talks to its peers.",
-    allowed: '"zeromq" or "nats"',
-  },
-  listen: {
-    flag: "listen",
-    env: "ENJIN_LISTEN",
-    valueName: "HOST:PORT",
-    description: "Address the node listens on for peers.",
-    allowed: "HOST:PORT with an IPv4 address, [IPv6] or host name, and a port 0-65535",
-  },
-  natsUrl: {
-    flag: "nats-url",
-    env: "ENJIN_NATS_URL",
-    valueName: "URL",
-    description: "The NATS server, when the transport is nats.",
-    allowed: "a URL with scheme nats:, tls:, ws: or wss:",
-  },
-  controlSocket: {
-    flag: "control-socket",
-    env: "ENJIN_CONTROL_SOCKET",
-    valueName: "PATH",
-    description: "The control socket ringctl talks to (default <dataDir>/ringd.sock).",
-    allowed: `a path of at most ${MAX_SOCKET_PATH_BYTES} bytes`,
-  },
-  logLevel: {
-    flag: "log-level",
-    env: "ENJIN_LOG_LEVEL",
-    valueName: "LEVEL",
-    description: "Least severe level logged.",
-    allowed: LOG_LEVELS.join(", "),
-  },
-  logFile: {
-    flag: "log-file",
-    env: "ENJIN_LOG_FILE",
-    valueName: "PATH",
-    description: 'Write JSON logs to this file (mode 0600) instead of stderr; "-" means stderr.',
-    allowed: 'a file path, or "-" for stderr',
-  },
-  name: {
-    flag: "name",
-    env: "ENJIN_NAME",
-    valueName: "LABEL",
-    description: "This node's name (default: the host name, made a label).",
-    allowed: `a label: ${LABEL_WORDS}`,
-  },
-  compartment: {
-    flag: "compartment",
-    env: "ENJIN_COMPARTMENT",
-    valueName: "A/B/C",
-    description: "Where the node is, outermost first, e.g. eu/dc1/rack3.",
-    allowed: `up to ${MAX_COMPARTMENT_DEPTH} labels separated by '/' (a JSON array in the file)`,
-  },
-  tiers: {
-    flag: "tier",
-    env: "ENJIN_TIERS",
-    valueName: "TIER",
-    description: "A role of the node, e.g. web; repeat the flag for several.",
-    allowed: `up to ${MAX_TIERS} distinct labels (comma-separated in env, a JSON array in the file)`,
-    multiple: true,
-  },
-};
-
-const SCHEMAS: { readonly [F in ConfigField]: v.GenericSchema<unknown, DaemonConfig[F]> } = {
-  dataDir: path,
-  ring: v.picklist([0, 1, 2] as const),
-  transport: v.picklist(TRANSPORTS),
-  listen: v.pipe(v.string(), v.check(isHostPort)),
-  natsUrl: v.pipe(v.string(), v.check(isNatsUrl)),
-  controlSocket: v.pipe(v.string(), v.check(isAbsolute), v.maxBytes(MAX_SOCKET_PATH_BYTES)),
-  logLevel: v.picklist(LOG_LEVELS),
-  logFile: v.nullable(path),
-  name: label,
-  compartment: v.pipe(v.array(label), v.maxLength(MAX_COMPARTMENT_DEPTH)),
-  tiers: v.pipe(
-    v.array(label),
-    v.maxLength(MAX_TIERS),
-    v.check((xs) => new Set(xs).size === xs.length),
-  ),
-};
-
-const FIELDS = Object.keys(CONFIG_FIELDS) as ConfigField[];
-const PATH_FIELDS: ReadonlySet<ConfigField> = new Set(["dataDir", "controlSocket", "logFile"]);
-
-function isHostPort(text: string): boolean {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]{1,253}):(\d{1,5})$/.exec(text);
-  return m !== null && Number(m[2]) <= 65_535;
-}
-
-function isNatsUrl(text: string): boolean {
-  try {
-    return ["nats:", "tls:", "ws:", "wss:"].includes(new URL(text).protocol);
-  } catch {
-    return false;
-  }
-}
 
 /** What the defaults depend on, so that resolving stays pure and testable. */
 export interface ConfigHost {
@@ -315,7 +145,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
         allowed:
           key === "dataDir"
             ? "nothing: dataDir is set by --data-dir or ENJIN_DATA_DIR, since the file lives in it"
-            : `one of the known fields: ${FIELDS.filter((f) => f !== "dataDir").join(", ")}`,
+            : `one of the known fields: ${CONFIG_FIELD_NAMES.filter((f) => f !== "dataDir").join(", ")}`,
       });
     }
   }
@@ -360,9 +190,9 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
         return [];
     }
   };
-  for (const field of FIELDS) {
+  for (const field of CONFIG_FIELD_NAMES) {
     const { value, source, origin } = take(field);
-    const parsed = v.safeParse(SCHEMAS[field], value);
+    const parsed = v.safeParse(CONFIG_SCHEMAS[field], value);
     if (parsed.success) {
       config[field] = parsed.output;
     } else {

@@ -4,6 +4,7 @@
  * (flags > env > file > defaults, validated), and its logger (pino, secrets redacted).
  */
 export * from "./config.ts";
+export * from "./config-fields.ts";
 export * from "./control-frame.ts";
 export * from "./control-socket.ts";
 export * from "./errors.ts";

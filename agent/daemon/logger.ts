@@ -6,7 +6,7 @@
  * never interpolate a secret into one.
  */
 import { type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger, pino } from "pino";
-import type { DaemonConfig } from "./config.ts";
+import type { DaemonConfig } from "./config-fields.ts";
 
 /** What replaces a redacted value. */
 export const REDACTED = "[redacted]";
