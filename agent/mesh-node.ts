@@ -98,6 +98,27 @@ export interface DeliveredBroadcast {
   readonly data: Uint8Array;
 }
 
+/** An operator's command this node accepted (signature, chain and role checked), once per message. */
+export interface DeliveredCommand {
+  /** The command envelope's message id. */
+  readonly id: string;
+  /** Hex of the operator key that signed it. */
+  readonly sender: string;
+  readonly command: PayloadOf<typeof MessageType.Command>;
+  /** The envelope exactly as signed, for audit and for answering. */
+  readonly envelope: Uint8Array;
+}
+
+/** A node's signed result this node accepted, once per message. */
+export interface DeliveredResult {
+  readonly id: string;
+  /** Hex of the node key that signed it. */
+  readonly sender: string;
+  readonly result: PayloadOf<typeof MessageType.Result>;
+  /** The envelope exactly as signed, so a client can verify it itself. */
+  readonly envelope: Uint8Array;
+}
+
 /** The largest application payload `publish` accepts (it must fit one gossip frame). */
 export const MAX_PUBLISH_BYTES = 1_024;
 
@@ -130,6 +151,8 @@ export class MeshNode {
   #stopped = false;
   #onBroadcast: ((b: DeliveredBroadcast) => void) | undefined;
   #onMember: ((id: NodeId, state: MemberState, incarnation: number) => void) | undefined;
+  #onCommand: ((c: DeliveredCommand) => void) | undefined;
+  #onResult: ((r: DeliveredResult) => void) | undefined;
   /** The newest signed `dead` about each member we hold dead: sent along when we reconnect to it. */
   readonly #deathNotices = new Map<NodeId, { incarnation: number; envelope: Uint8Array }>();
   /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
@@ -177,6 +200,30 @@ export class MeshNode {
   /** Called for every application broadcast this node accepts (once per message). */
   onBroadcast(handler: (b: DeliveredBroadcast) => void): void {
     this.#onBroadcast = handler;
+  }
+
+  /** Called for every operator command this node accepts (once per message); it is also forwarded. */
+  onCommand(handler: (c: DeliveredCommand) => void): void {
+    this.#onCommand = handler;
+  }
+
+  /** Called for every signed result this node accepts (once per message); it is also forwarded. */
+  onResult(handler: (r: DeliveredResult) => void): void {
+    this.#onResult = handler;
+  }
+
+  /**
+   * Sign and gossip this node's result for a command; returns its message id. Results travel as
+   * gossip so that the node where the operator waits hears them wherever it sits in the mesh.
+   */
+  publishResult(result: PayloadOf<typeof MessageType.Result>): string {
+    if (this.#stopped) throw new PublishRefusedError("the node is stopped");
+    const envelope = this.#seal(MessageType.Result, result);
+    const id = envelopeIdKey(envelope)!;
+    this.#gossipActions(this.gossip.handle({ type: "publish", id, envelope, priority: "app" }, this.#now()));
+    this.#reschedule();
+    this.#onResult?.({ id, sender: this.id, result, envelope });
+    return id;
   }
 
   /** Called on every membership transition this node observes. */
@@ -326,6 +373,22 @@ export class MeshNode {
         }
         this.#forward(msg, "app", now);
         this.#onBroadcast?.({ id: msg.id, sender, topic: p.topic, data: p.data });
+        return;
+      }
+      case MessageType.Command: {
+        const command = msg.payload as PayloadOf<typeof MessageType.Command>;
+        if (command.expiresMs <= now) {
+          this.counters.inc("rejected:expired-command");
+          return;
+        }
+        this.#forward(msg, "app", now);
+        this.#onCommand?.({ id: msg.id, sender, command, envelope: envelope.bytes.slice() });
+        return;
+      }
+      case MessageType.Result: {
+        this.#forward(msg, "app", now);
+        const result = msg.payload as PayloadOf<typeof MessageType.Result>;
+        this.#onResult?.({ id: msg.id, sender, result, envelope: envelope.bytes.slice() });
         return;
       }
       case MessageType.Digest:
