@@ -84,8 +84,13 @@ export function authorize(standing: Standing, type: MessageType, ring: Ring): st
   return "not-a-gossip-type";
 }
 
+/**
+ * The network of ring N carries ring N's nodes and the ring N+1 nodes they supervise: a node talks
+ * on its own ring's network and on its parent's (DESIGN.md), so a ring-1 node is a member of the
+ * ring-0 network too, while a ring-2 node never reaches ring 0's.
+ */
 function isMemberOf(cert: Certificate, ring: Ring): boolean {
-  return cert.ring === ring && hasRole(cert, "node");
+  return (cert.ring === ring || cert.ring === ring + 1) && hasRole(cert, "node");
 }
 
 /**

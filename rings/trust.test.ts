@@ -233,14 +233,17 @@ describe("ingest refusals, counted with their reason", () => {
     expect(counters.snapshot()).toEqual({ "rejected:unknown-sender": 1 });
   });
 
-  it("refuses a member of another ring on this ring's network, and a node issuing certificates", () => {
-    const { store, r1, r2 } = tree();
-    const ring1 = context(store, 1);
-    expect(ingest(ring1.ctx, broadcast(r2), 3, NOW)).toBeNull();
-    expect(ring1.counters.get("rejected:not-a-member-of-ring")).toBe(1);
-    expect(ingest(ring1.ctx, broadcast(r1), 3, NOW)).not.toBeNull();
-
+  it("admits ring N and N+1 on ring N's network, refuses the rest, and refuses a node issuing certificates", () => {
+    const { store, r0, r1, r2 } = tree();
+    const ring0 = context(store, 0);
+    expect(ingest(ring0.ctx, broadcast(r0), 3, NOW)).not.toBeNull();
+    expect(ingest(ring0.ctx, broadcast(r1), 3, NOW)).not.toBeNull(); // a child talks on its parent's network
+    expect(ingest(ring0.ctx, broadcast(r2), 3, NOW)).toBeNull(); // a grandchild does not
+    expect(ring0.counters.get("rejected:not-a-member-of-ring")).toBe(1);
     const ring2 = context(store, 2);
+    expect(ingest(ring2.ctx, broadcast(r1), 3, NOW)).toBeNull(); // a parent is not a member of its child ring
+    expect(ring2.counters.get("rejected:not-a-member-of-ring")).toBe(1);
+
     const announce = cert(r2, key(), { ring: 2 });
     expect(ingest(ring2.ctx, announce, 3, NOW)).toBeNull();
     expect(ring2.counters.get("rejected:not-an-issuer")).toBe(1);
