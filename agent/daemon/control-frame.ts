@@ -62,7 +62,8 @@ export function encodeControlFrame(message: unknown): Buffer {
 /**
  * Splits a byte stream into frame bodies. `push` returns every complete body; it throws
  * FrameTooLargeError as soon as a header declares more than the limit (before buffering it).
- * Holds at most one frame's bytes plus one chunk.
+ * Holds at most one frame's bytes plus one chunk. Bodies share memory with the input: decode them
+ * before the next push.
  */
 export class ControlFrameReader {
   private chunks: Buffer[] = [];
@@ -70,26 +71,34 @@ export class ControlFrameReader {
 
   /** Feed bytes; returns the complete frame bodies they finish, in order. */
   push(chunk: Buffer): Buffer[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
     const bodies: Buffer[] = [];
     for (;;) {
       if (this.buffered < CONTROL_FRAME_HEADER_BYTES) return bodies;
-      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
-      this.chunks = [all];
-      const length = all.readUInt32BE(0);
+      if (this.chunks[0]!.length < CONTROL_FRAME_HEADER_BYTES) this.flatten();
+      const length = this.chunks[0]!.readUInt32BE(0);
       if (length > MAX_CONTROL_FRAME_BYTES) {
         throw new FrameTooLargeError(
           `control frame declares ${length} bytes; MAX_CONTROL_FRAME_BYTES is ${MAX_CONTROL_FRAME_BYTES}`,
         );
       }
       const end = CONTROL_FRAME_HEADER_BYTES + length;
-      if (all.length < end) return bodies;
+      // Copy chunks together only once the whole frame is here, so a large frame costs one copy.
+      if (this.buffered < end) return bodies;
+      this.flatten();
+      const all = this.chunks[0]!;
       bodies.push(all.subarray(CONTROL_FRAME_HEADER_BYTES, end));
       const rest = all.subarray(end);
       this.chunks = rest.length > 0 ? [rest] : [];
       this.buffered = rest.length;
     }
+  }
+
+  private flatten(): void {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
   }
 }
 

@@ -21,11 +21,13 @@ import {
   type ControlRequest,
   decodeControlRequest,
   encodeControlFrame,
+  MAX_CONTROL_FRAME_BYTES,
 } from "./control-frame.ts";
 import {
   type DaemonError,
   FrameTooLargeError,
   MalformedMessageError,
+  SlowReaderError,
   SocketInUseError,
   SocketModeError,
   SocketPathOccupiedError,
@@ -41,6 +43,11 @@ export const CONTROL_SOCKET_MODE = 0o600;
 export const MAX_CONTROL_CONNECTIONS = 64;
 /** Most calls one connection may have in flight; beyond it a call is answered with an error. */
 export const MAX_CONTROL_CALLS_PER_CONNECTION = 32;
+/**
+ * Most bytes queued for one client that does not read; past it the connection is closed, so a
+ * stuck ringctl cannot make the daemon buffer without bound.
+ */
+export const MAX_CONTROL_WRITE_BUFFER_BYTES = 8 * MAX_CONTROL_FRAME_BYTES;
 /** How long serveControl waits for a daemon at an existing path to answer before calling it stale. */
 export const STALE_PROBE_TIMEOUT_MS = 1_000;
 
@@ -63,7 +70,10 @@ export interface ControlServerStats {
   readonly openConnections: number;
   /** Well-formed requests received (known method or not). */
   readonly requests: number;
-  /** Inputs refused, by reason: "frame-too-large", "malformed", "unknown-method", "too-many-calls". */
+  /**
+   * Inputs and clients refused, by reason: "frame-too-large", "malformed", "unknown-method",
+   * "too-many-calls", "slow-reader".
+   */
   readonly rejected: Readonly<Record<string, number>>;
   /** Handlers that threw. */
   readonly handlerErrors: number;
@@ -187,6 +197,11 @@ export async function serveControl(
         frame = encodeControlFrame({ id, error: errorBody(err) });
       }
       socket.write(frame);
+      if (socket.writableLength > MAX_CONTROL_WRITE_BUFFER_BYTES) {
+        reject(new SlowReaderError(`a client left ${socket.writableLength} bytes unread; closing it`));
+        closing = true;
+        socket.destroy();
+      }
     };
     const refuseAndClose = (err: DaemonError) => {
       reject(err);

@@ -34,6 +34,11 @@ export class TooManyCallsError extends DaemonError {
   override readonly reason = "too-many-calls";
 }
 
+/** A client stopped reading while the daemon had more than MAX_CONTROL_WRITE_BUFFER_BYTES for it. */
+export class SlowReaderError extends DaemonError {
+  override readonly reason = "slow-reader";
+}
+
 /** serveControl found a live daemon answering on the socket path; it refuses to take it over. */
 export class SocketInUseError extends DaemonError {
   override readonly reason = "socket-in-use";
