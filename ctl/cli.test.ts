@@ -1,8 +1,8 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { connectControl } from "../agent/daemon/index.ts";
 import { type CommandSpec, type ProgramSpec, runCli } from "./cli.ts";
+import { connectDaemon, DAEMON_OPTIONS } from "./daemon-client.ts";
 import { UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { suggest } from "./help.ts";
@@ -38,10 +38,17 @@ const program: ProgramSpec = {
     {
       words: ["status"],
       summary: "ask the daemon",
-      description: "Ask a daemon that is not there.",
+      description: "Ask the daemon for its status.",
+      options: DAEMON_OPTIONS,
       examples: [],
-      async run() {
-        await connectControl(join(tmpdir(), "enjin-no-such-dir", "ringd.sock"));
+      async run(ctx) {
+        const client = await connectDaemon(ctx);
+        try {
+          const status = await client.call("status", null, (p) => ctx.info(`progress: ${JSON.stringify(p)}`));
+          ctx.result(status, `status: ${JSON.stringify(status)}`);
+        } finally {
+          client.close();
+        }
         return undefined;
       },
     },
@@ -57,16 +64,18 @@ const program: ProgramSpec = {
   ],
 };
 
-async function run(...argv: string[]) {
+async function runDemo(env: Record<string, string>, ...argv: string[]) {
   let stdout = "";
   let stderr = "";
   const code = await runCli(program, argv, {
     stdout: { write: (t: string) => (stdout += t) },
     stderr: { write: (t: string) => (stderr += t) },
-    env: {},
+    env,
   });
   return { code, stdout, stderr };
 }
+
+const run = (...argv: string[]) => runDemo({}, ...argv);
 
 describe("runCli dispatch", () => {
   it("runs <noun> <verb> with options and arguments; result on stdout, info on stderr", async () => {
@@ -127,9 +136,12 @@ describe("runCli dispatch", () => {
   });
 
   it("maps a daemon that is not running to exit 3, with the fix in the message", async () => {
-    const { code, stderr } = await run("status");
+    const missing = join(tmpdir(), "enjin-no-such-dir", "ringd.sock");
+    const { code, stderr } = await run("status", "--control-socket", missing);
     expect(code).toBe(ExitCode.Unreachable);
-    expect(stderr).toMatch(/^demo: no control socket at .*is ringd running\? start it with `ringd start`/);
+    expect(stderr).toBe(
+      `demo: no control socket at ${missing}: is ringd running? start it with \`ringd start\`\n`,
+    );
   });
 
   it("maps an unexpected error to exit 70 and calls it a bug", async () => {

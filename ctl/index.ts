@@ -5,6 +5,7 @@
  */
 export * from "./cli.ts";
 export * from "./config-options.ts";
+export * from "./daemon-client.ts";
 export * from "./errors.ts";
 export * from "./exit-codes.ts";
 export * from "./help.ts";

@@ -91,7 +91,10 @@ export interface ControlServer {
 
 /** Options of serveControl. */
 export interface ServeControlOptions {
-  /** Called for each rejected input and handler failure (e.g. to log it); must not throw. */
+  /**
+   * Called with a reason for each rejected input, handler failure ("handler-error") and server
+   * error ("server-error"), e.g. to log it. What it throws is ignored.
+   */
   readonly onReject?: (reason: string, err: Error) => void;
 }
 
@@ -171,9 +174,16 @@ export async function serveControl(
   let requests = 0;
   let handlerErrors = 0;
   const open = new Set<Socket>();
+  const report = (reason: string, err: Error) => {
+    try {
+      options.onReject?.(reason, err);
+    } catch {
+      // A failing observer must not take the control socket down with it.
+    }
+  };
   const reject = (err: DaemonError) => {
     rejected[err.reason] = (rejected[err.reason] ?? 0) + 1;
-    options.onReject?.(err.reason, err);
+    report(err.reason, err);
   };
 
   const server = createServer((socket) => {
@@ -272,7 +282,7 @@ export async function serveControl(
         if (!controller.signal.aborted) send({ id, result: result ?? null });
       } catch (err) {
         handlerErrors++;
-        options.onReject?.("handler-error", err instanceof Error ? err : new Error(String(err)));
+        report("handler-error", err instanceof Error ? err : new Error(String(err)));
         if (!controller.signal.aborted) send({ id, error: errorBody(err) });
       } finally {
         if (inFlight.get(id) === controller) inFlight.delete(id);
@@ -281,6 +291,8 @@ export async function serveControl(
   }
 
   await listenOwnerOnly(server, path);
+  // After listening, an error (e.g. EMFILE on accept) must be reported, not crash the daemon.
+  server.on("error", (err) => report("server-error", err));
   let ino: number;
   try {
     ino = await verifyMode(path);
