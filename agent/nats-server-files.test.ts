@@ -40,6 +40,16 @@ describe("nats-server config text", () => {
     ]);
   });
 
+  it("writes an empty allow-list as deny-all, since nats-server reads an empty allow as allow-all", () => {
+    const text = renderNatsConfig({
+      ...base,
+      users: [{ nkey: "UDEAF", permissions: { publish: ["m.n.*"], subscribe: [] } }],
+    });
+    expect(text).toContain(
+      '{ nkey: "UDEAF", permissions: { publish: { allow: ["m.n.*"] }, subscribe: { deny: [">"] } } }',
+    );
+  });
+
   it("adds a cluster block whose routes always run TLS against the trusted certificates", () => {
     const text = renderNatsConfig({
       ...base,

@@ -128,6 +128,14 @@ export interface NatsConfigInput {
   };
 }
 
+/**
+ * A permission that allows exactly `subjects`. nats-server reads an empty allow-list as no
+ * restriction at all, so "nothing" is written as a deny of every subject instead.
+ */
+function allowOnly(subjects: readonly string[]): string {
+  return subjects.length === 0 ? '{ deny: [">"] }' : `{ allow: ${JSON.stringify(subjects)} }`;
+}
+
 /** The nats-server config text (strings quoted as JSON, which the config parser accepts). */
 export function renderNatsConfig(c: NatsConfigInput): string {
   const q = JSON.stringify;
@@ -147,7 +155,7 @@ export function renderNatsConfig(c: NatsConfigInput): string {
     ...c.users.map(({ nkey, permissions: p }) =>
       p === undefined
         ? `    { nkey: ${q(nkey)} }`
-        : `    { nkey: ${q(nkey)}, permissions: { publish: { allow: ${q(p.publish)} }, subscribe: { allow: ${q(p.subscribe)} } } }`,
+        : `    { nkey: ${q(nkey)}, permissions: { publish: ${allowOnly(p.publish)}, subscribe: ${allowOnly(p.subscribe)} } }`,
     ),
     "  ]",
     "}",

@@ -270,6 +270,23 @@ describe("nats transport with a real nats-server", () => {
     expect(await eb.t.ended).toBeInstanceOf(NatsAuthorizationError);
   });
 
+  it("an endpoint whose subscription a reload takes away ends with NatsPermissionError", async () => {
+    const [a, b] = [generateIdentity(), generateIdentity()];
+    let deafB = false;
+    const member = natsMemberPermissions(MESH);
+    const s = await server({
+      allowedKeys: [a.publicKey, b.publicKey],
+      permissions: (key) =>
+        deafB && key === b.publicKey ? { publish: member(key).publish, subscribe: [] } : member(key),
+    });
+    await endpoint(s, a);
+    const eb = await endpoint(s, b);
+    deafB = true;
+    await s.reload([a.publicKey, b.publicKey]);
+    expect(await eb.t.ended).toBeInstanceOf(NatsPermissionError);
+    expect(eb.t.send(eb.t.address, Uint8Array.of(1))).toBe("closed");
+  });
+
   it("refuses a plaintext (non-TLS) client", async () => {
     const id = generateIdentity();
     const s = await server({ allowedKeys: [id.publicKey] });

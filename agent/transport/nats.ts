@@ -221,9 +221,19 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
     };
 
     let subscribeError: NatsError | undefined;
+    let ready = false;
+    let lostSubscription: Error | undefined;
     const onMessage = (err: NatsError | null, msg: Msg): void => {
       if (err !== null) {
         subscribeError = err;
+        if (ready && !closed) {
+          // The server dropped our subscription (permissions changed on a reload): a deaf
+          // endpoint must not look open, so it ends.
+          lostSubscription = new NatsPermissionError(`${what}: the server dropped the subscription`, {
+            cause: err,
+          });
+          void nc.close().catch(() => {});
+        }
         return;
       }
       if (closed) return;
@@ -270,6 +280,8 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
       });
     }
 
+    ready = true;
+
     // Count disconnects and keep the code of the last error the server sent (an auth violation
     // when the node's nkey is revoked).
     let lastErrorCode: string | undefined;
@@ -287,6 +299,7 @@ export function nats(opts: NatsTransportOptions): NatsTransportFactory {
     const ended = nc.closed().then((err) => {
       const byUs = closing !== undefined;
       closed = true;
+      if (lostSubscription !== undefined) return lostSubscription;
       if (byUs) return undefined;
       if (err !== undefined) return wrapConnectError(err, what);
       if (lastErrorCode === ErrorCode.AuthorizationViolation) {
