@@ -82,6 +82,7 @@ export const payloadArbs: { [T in MessageType]: fc.Arbitrary<PayloadOf<T>> } = {
     members: fc.array(alive, { maxLength: 3 }),
     peers: fc.array(text(20), { maxLength: 3 }),
     sealedSecrets: fc.uint8Array({ maxLength: 100 }),
+    certificates: fc.array(fc.uint8Array({ maxLength: 100 }), { maxLength: 3 }),
   }),
   [MessageType.Digest]: idList,
   [MessageType.Want]: idList,

@@ -251,6 +251,7 @@ const joinResponse: PayloadCodec<JoinResponse> = {
     w.list(j.members, MAX_BUNDLE_MEMBERS, alive.write);
     w.list(j.peers, MAX_BUNDLE_MEMBERS, writeAddr);
     w.bytes(j.sealedSecrets, MAX_SEALED_BYTES);
+    w.list(j.certificates, MAX_BUNDLE_ENVELOPES, writeEnvelopeBytes);
   },
   read: (r) => ({
     certificate: envelopeBytes(r),
@@ -259,6 +260,7 @@ const joinResponse: PayloadCodec<JoinResponse> = {
     members: r.list(MAX_BUNDLE_MEMBERS, alive.read, PUBLIC_KEY_BYTES + 10, "members"),
     peers: r.list(MAX_BUNDLE_MEMBERS, addr, 2, "peers"),
     sealedSecrets: r.bytes(MAX_SEALED_BYTES, "sealedSecrets"),
+    certificates: r.list(MAX_BUNDLE_ENVELOPES, envelopeBytes, 4, "certificates"),
   }),
 };
 

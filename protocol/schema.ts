@@ -136,6 +136,7 @@ export const payloadSchemas = {
     members: v.pipe(v.array(alive), v.maxLength(MAX_BUNDLE_MEMBERS)),
     peers: v.pipe(v.array(utf8Max(MAX_ADDR_BYTES)), v.maxLength(MAX_BUNDLE_MEMBERS)),
     sealedSecrets: bytesUpTo(MAX_SEALED_BYTES),
+    certificates: envelopes,
   }),
   [MessageType.Digest]: idList,
   [MessageType.Want]: idList,

@@ -213,4 +213,10 @@ export interface JoinResponse {
   readonly peers: readonly string[];
   /** The ring's channel secrets, sealed to the joiner's key (opaque here). */
   readonly sealedSecrets: Uint8Array;
+  /**
+   * Announce envelopes of the mesh's other members and operators (the trust bundle), each checked
+   * by the joiner against its chain on first use. Bounded by MAX_BUNDLE_ENVELOPES; a larger mesh
+   * leaves the rest to gossip.
+   */
+  readonly certificates: readonly Uint8Array[];
 }

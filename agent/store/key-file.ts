@@ -9,7 +9,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { constants, type FileHandle, link, mkdir, open, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { generateIdentity, type Identity, SEED_BYTES } from "../../protocol/index.ts";
 import { KeyFileCorruptError, KeyFilePermissionsError, StoreError } from "./errors.ts";
 
@@ -102,12 +102,21 @@ async function syncDir(dir: string): Promise<void> {
  */
 export async function loadOrCreateIdentity(dir: string): Promise<Identity> {
   await mkdir(dir, { recursive: true, mode: STATE_DIR_MODE });
-  const path = join(dir, NODE_KEY_FILE);
+  return loadOrCreateKeyFile(join(dir, NODE_KEY_FILE));
+}
+
+/**
+ * The key pair in the key file at `path` (a node's, the mesh root's, an operator's), creating a
+ * fresh one (mode 0600, written whole or not at all) when there is none. The directory must exist.
+ */
+export async function loadOrCreateKeyFile(path: string): Promise<Identity> {
+  const dir = dirname(path);
+  const name = basename(path);
   const existing = await readKeyFile(path);
   if (existing !== undefined) return existing;
 
   const identity = generateIdentity();
-  const tmp = join(dir, `.${NODE_KEY_FILE}.${process.pid}.${randomBytes(6).toString("hex")}`);
+  const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(6).toString("hex")}`);
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   const handle = await open(tmp, flags, KEY_FILE_MODE);
   try {
