@@ -88,8 +88,15 @@ afterEach(async () => {
 });
 
 describe("serveControl", () => {
-  it("creates the socket file with mode 0600, and removes it on close", async () => {
-    const server = await serve();
+  it("creates the socket file with mode 0600 even under umask 0, and removes it on close", async () => {
+    const previous = process.umask(0);
+    let server: ControlServer;
+    try {
+      server = await serve();
+    } finally {
+      process.umask(previous);
+    }
+    expect(process.umask(previous)).toBe(previous); // serveControl put the umask back
     const info = await stat(sock);
     expect(info.isSocket()).toBe(true);
     expect(info.mode & 0o777).toBe(CONTROL_SOCKET_MODE);
