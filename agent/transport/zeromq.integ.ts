@@ -121,24 +121,29 @@ describe("zeromq transport", () => {
     await eventually(() => expect(server.inbox).toHaveLength(2), WAIT);
 
     await server.t.revoke(a.id.publicKey);
-    // a reconnects after the rebind and is turned away at the handshake.
+    // a reconnects after the rebind and is turned away at the handshake, and learns it.
     await eventually(
       () => expect(server.t.counters()["refused-peer-revoked"]).toBeGreaterThanOrEqual(1),
       WAIT,
     );
-    expect(a.t.send(server.t.address, Uint8Array.of(3))).toBeNull();
-    expect(b.t.send(server.t.address, Uint8Array.of(4))).toBeNull();
-    await eventually(() => expect(server.inbox).toHaveLength(3), WAIT);
+    await eventually(() => expect(a.t.counters()["refused-by-peer"]).toBeGreaterThanOrEqual(1), WAIT);
+    // Its next frame opens a fresh connection, which is refused too.
     const refusedSoFar = server.t.counters()["refused-peer-revoked"]!;
+    expect(a.t.send(server.t.address, Uint8Array.of(3))).toBeNull();
     await eventually(
       () => expect(server.t.counters()["refused-peer-revoked"]).toBeGreaterThan(refusedSoFar),
       WAIT,
     );
-    expect(server.inbox.map((r) => [r.from, r.bytes[0]])).toEqual([
-      [a.t.address, 1],
-      [b.t.address, 2],
-      [b.t.address, 4],
-    ]);
+    expect(b.t.send(server.t.address, Uint8Array.of(4))).toBeNull();
+    await eventually(() => expect(server.inbox).toHaveLength(3), WAIT);
+    // Two senders: order across them is not defined, so compare as a sorted list.
+    expect(server.inbox.map((r) => [r.from, r.bytes[0]]).sort((x, y) => Number(x[1]) - Number(y[1]))).toEqual(
+      [
+        [a.t.address, 1],
+        [b.t.address, 2],
+        [b.t.address, 4],
+      ],
+    );
     // The revoking side no longer sends to the revoked key either.
     expect(server.t.send(a.t.address, Uint8Array.of(5))).toBe("unknown-address");
   });
@@ -148,10 +153,13 @@ describe("zeromq transport", () => {
     const member = await node();
     const plain = rawDealer(server.t.address, member.t.address); // even claiming a member's address
     await plain.send([Buffer.from([ZEROMQ_WIRE_VERSION]), Buffer.from([99])]);
-    await eventually(
-      () => expect(server.t.counters()["refused-handshake-protocol"]).toBeGreaterThanOrEqual(1),
-      WAIT,
-    );
+    // libzmq reports the mechanism mismatch as a protocol error, or (if the socket closes first)
+    // as a failure without detail; either way the handshake is refused and counted.
+    const handshakeRefusals = (): number => {
+      const c = server.t.counters();
+      return (c["refused-handshake-protocol"] ?? 0) + (c["refused-handshake-other"] ?? 0);
+    };
+    await eventually(() => expect(handshakeRefusals()).toBeGreaterThanOrEqual(1), WAIT);
     expect(member.t.send(server.t.address, Uint8Array.of(7))).toBeNull();
     await eventually(() => expect(server.inbox).toHaveLength(1), WAIT);
     expect(server.inbox).toEqual([{ from: member.t.address, bytes: [7] }]);

@@ -166,6 +166,15 @@ interface Peer {
 
 const VERSION_PART = Buffer.from([ZEROMQ_WIRE_VERSION]);
 const ZAP_DOMAIN = "enjin";
+/**
+ * libzmq applies maxMessageSize to the encrypted CURVE MESSAGE command, which wraps a part in
+ * 33 bytes ("\x07MESSAGE", an 8-byte nonce, a 16-byte MAC and a flags byte); give it some room
+ * and keep the exact limit in our own check.
+ */
+const CURVE_MESSAGE_OVERHEAD_BYTES = 64;
+/** Attempts to bind the replacement server socket after a revocation, and the wait between them. */
+const REBIND_ATTEMPTS = 100;
+const REBIND_RETRY_MS = 10;
 /** Bound of the ed25519 → CURVE key cache (cleared when full). */
 const MAX_CACHED_KEYS = 4_096;
 
@@ -213,17 +222,19 @@ async function open(
 
   const context = new zmq.Context({ blocky: false });
   const zap = new zmq.Router({ context, linger: 0 });
-  const server = new zmq.Router({
-    context,
-    linger: 0,
-    curveServer: true,
-    curvePublicKey,
-    curveSecretKey,
-    zapDomain: ZAP_DOMAIN,
-    handover: true,
-    maxMessageSize: Math.max(limits.maxFrameBytes, MAX_ZEROMQ_ADDRESS_BYTES),
-    receiveHighWaterMark: limits.highWaterMark,
-  });
+  const newServer = (): zmq.Router =>
+    new zmq.Router({
+      context,
+      linger: 0,
+      curveServer: true,
+      curvePublicKey,
+      curveSecretKey,
+      zapDomain: ZAP_DOMAIN,
+      handover: true, // a peer that reconnects (same routing id) takes over its old connection
+      maxMessageSize: Math.max(limits.maxFrameBytes, MAX_ZEROMQ_ADDRESS_BYTES) + CURVE_MESSAGE_OVERHEAD_BYTES,
+      receiveHighWaterMark: limits.highWaterMark,
+    });
+  let server = newServer();
   const bindEndpoint = `tcp://${request.host}:${request.port === 0 ? "*" : request.port}`;
   let boundEndpoint: string;
   let address: string;
@@ -247,8 +258,11 @@ async function open(
   const peers = new Map<string, Peer>();
   let revocations: Promise<void> = Promise.resolve();
 
-  server.events.on("handshake:error:protocol", () => counters.inc("refused-handshake-protocol"));
-  server.events.on("handshake:error:other", () => counters.inc("refused-handshake-other"));
+  const watch = (socket: zmq.Router): void => {
+    socket.events.on("handshake:error:protocol", () => counters.inc("refused-handshake-protocol"));
+    socket.events.on("handshake:error:other", () => counters.inc("refused-handshake-other"));
+  };
+  watch(server);
 
   const zapLoop = (async () => {
     while (!closed) {
@@ -299,19 +313,21 @@ async function open(
     handler?.(from, new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength));
   };
 
-  const receiveLoop = (async () => {
-    while (!closed) {
+  /** Receive from one server socket until it or the endpoint closes. */
+  const receiveFrom = async (socket: zmq.Router): Promise<void> => {
+    while (!closed && !socket.closed) {
       let parts: Buffer[];
       try {
-        parts = await server.receive();
+        parts = await socket.receive();
       } catch {
-        if (closed) return;
+        if (closed || socket.closed) return;
         counters.inc("receive-error");
         continue;
       }
       if (!closed) onInbound(parts);
     }
-  })();
+  };
+  const receiveLoops = [receiveFrom(server)];
 
   const closePeer = (to: string, peer: Peer): void => {
     peer.closed = true;
@@ -392,17 +408,32 @@ async function open(
     return reason;
   };
 
+  /**
+   * Replace the server socket, so every peer must handshake (through ZAP) again. Unbinding the old
+   * socket would be lighter, but with peers connected it trips a libzmq 4.3.5 assertion
+   * (pipe.cpp:355) that aborts the process; closing the socket does not.
+   */
   const rebind = async (): Promise<void> => {
     if (closed) return;
-    try {
-      // Unbinding closes every connection accepted on the endpoint; peers reconnect through ZAP.
-      await server.unbind(boundEndpoint);
-      await server.bind(boundEndpoint);
-    } catch (err) {
-      if (closed) return;
-      counters.inc("rebind-error");
-      throw new ZeromqRebindError(boundEndpoint, { cause: err });
+    const next = newServer();
+    server.close();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await next.bind(boundEndpoint); // the old socket frees the port a moment after close()
+        break;
+      } catch (err) {
+        if (closed || attempt >= REBIND_ATTEMPTS) {
+          next.close();
+          if (closed) return;
+          counters.inc("rebind-error");
+          throw new ZeromqRebindError(boundEndpoint, { cause: err });
+        }
+        await new Promise((resolve) => setTimeout(resolve, REBIND_RETRY_MS));
+      }
     }
+    server = next;
+    watch(next);
+    receiveLoops.push(receiveFrom(next));
   };
 
   const transport: ZeromqTransport = {
@@ -451,7 +482,7 @@ async function open(
         await revocations;
         server.close();
         zap.close();
-        await Promise.allSettled([receiveLoop, zapLoop]);
+        await Promise.allSettled([...receiveLoops, zapLoop]);
       })();
       return closing;
     },
