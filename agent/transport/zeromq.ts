@@ -32,6 +32,7 @@ import {
   portOfEndpoint,
 } from "./zeromq-address.ts";
 import { curveKeyPairOf, curvePublicKeyOf, z85Encode } from "./zeromq-keys.ts";
+import { Outbound } from "./zeromq-outbound.ts";
 import { answerZap, ZAP_ENDPOINT } from "./zeromq-zap.ts";
 
 /**
@@ -154,16 +155,6 @@ type Limits = Required<
   >
 >;
 
-/** One destination: its Dealer and the bounded queue in front of it. */
-interface Peer {
-  readonly curveHex: string;
-  readonly dealer: zmq.Dealer;
-  readonly queue: Buffer[];
-  queuedBytes: number;
-  pumping: boolean;
-  closed: boolean;
-}
-
 const VERSION_PART = Buffer.from([ZEROMQ_WIRE_VERSION]);
 const ZAP_DOMAIN = "enjin";
 /**
@@ -255,7 +246,6 @@ async function open(
   let closed = false;
   let closing: Promise<void> | undefined;
   let handler: ((from: string, frame: Uint8Array) => void) | undefined;
-  const peers = new Map<string, Peer>();
   let revocations: Promise<void> = Promise.resolve();
 
   const watch = (socket: zmq.Router): void => {
@@ -327,80 +317,33 @@ async function open(
       if (!closed) onInbound(parts);
     }
   };
-  const receiveLoops = [receiveFrom(server)];
+  let receiving: Promise<unknown> = receiveFrom(server);
 
-  const closePeer = (to: string, peer: Peer): void => {
-    peer.closed = true;
-    peer.queue.length = 0;
-    peer.queuedBytes = 0;
-    peer.dealer.close();
-    if (peers.get(to) === peer) peers.delete(to);
-  };
+  const outbound = new Outbound({
+    context,
+    routingId: address,
+    curvePublicKey,
+    curveSecretKey,
+    maxQueuedFrames: limits.maxQueuedFrames,
+    maxQueuedBytes: limits.maxQueuedBytes,
+    highWaterMark: limits.highWaterMark,
+    reconnectIntervalMs: limits.reconnectIntervalMs,
+    header: VERSION_PART,
+    counters,
+  });
 
-  const pump = async (peer: Peer): Promise<void> => {
-    if (peer.pumping) return;
-    peer.pumping = true;
-    try {
-      while (!peer.closed && peer.queue.length > 0) {
-        const frame = peer.queue[0]!;
-        try {
-          await peer.dealer.send([VERSION_PART, frame]);
-          counters.inc("sent");
-        } catch {
-          if (peer.closed) return;
-          counters.inc("dropped-send-error");
-        }
-        if (peer.closed) return;
-        peer.queue.shift();
-        peer.queuedBytes -= frame.length;
-      }
-    } finally {
-      peer.pumping = false;
-    }
-  };
-
-  /** The peer for `to`, opened on first use; or the reason there is none. */
-  const peerFor = (to: string): Peer | "unknown-address" | "unauthorized-peer" => {
-    const existing = peers.get(to);
-    if (existing !== undefined) return existing;
+  /** Open the Dealer for `to` unless it is open; or the reason it cannot be. */
+  const openPeer = (to: string): "unknown-address" | "unauthorized-peer" | undefined => {
+    if (outbound.has(to)) return undefined;
     const target = parseZeromqAddress(to);
     if (target === undefined) return "unknown-address";
     const curveHex = curveHexOf(target.publicKeyHex, target.publicKey);
     if (curveHex === null) return "unknown-address";
     if (!authorize(target.publicKey, curveHex)) return "unauthorized-peer";
-    let dealer: zmq.Dealer | undefined;
-    try {
-      dealer = new zmq.Dealer({
-        context,
-        linger: 0,
-        routingId: address,
-        curveServerKey: z85Encode(Buffer.from(curveHex, "hex")),
-        curvePublicKey,
-        curveSecretKey,
-        sendHighWaterMark: limits.highWaterMark,
-        reconnectInterval: limits.reconnectIntervalMs,
-      });
-      dealer.connect(target.endpoint);
-    } catch {
-      dealer?.close();
-      return "unknown-address";
-    }
-    const peer: Peer = {
-      curveHex,
-      dealer,
-      queue: [],
-      queuedBytes: 0,
-      pumping: false,
-      closed: false,
-    };
-    peers.set(to, peer);
-    // A server that refuses us at the handshake does not get retried by libzmq: drop this
-    // connection, so a later send (perhaps after our certificate reached it) starts afresh.
-    dealer.events.on("handshake:error:auth", () => {
-      counters.inc("refused-by-peer");
-      if (!peer.closed) closePeer(to, peer);
-    });
-    return peer;
+    const curve = Buffer.from(curveHex, "hex");
+    return outbound.open(to, { endpoint: target.endpoint, curvePublicKey: curve })
+      ? undefined
+      : "unknown-address";
   };
 
   const refuse = (reason: SendRefusal, counter: string = reason): SendRefusal => {
@@ -433,7 +376,7 @@ async function open(
     }
     server = next;
     watch(next);
-    receiveLoops.push(receiveFrom(next));
+    receiving = Promise.allSettled([receiving, receiveFrom(next)]);
   };
 
   const transport: ZeromqTransport = {
@@ -443,20 +386,10 @@ async function open(
       if (closed) return refuse("closed");
       if (!(frame instanceof Uint8Array) || typeof to !== "string") return refuse("unknown-address");
       if (frame.byteLength > limits.maxFrameBytes) return refuse("too-large");
-      const peer = peerFor(to);
-      if (peer === "unknown-address") return refuse("unknown-address");
-      if (peer === "unauthorized-peer") return refuse("unknown-address", "unauthorized-peer");
-      if (
-        peer.queue.length >= limits.maxQueuedFrames ||
-        peer.queuedBytes + frame.byteLength > limits.maxQueuedBytes
-      ) {
-        counters.inc("dropped-queue-full");
-        return null;
-      }
-      const copy = Buffer.from(frame); // copies: the caller may reuse its buffer
-      peer.queue.push(copy);
-      peer.queuedBytes += copy.length;
-      void pump(peer);
+      const problem = openPeer(to);
+      if (problem === "unknown-address") return refuse("unknown-address");
+      if (problem === "unauthorized-peer") return refuse("unknown-address", "unauthorized-peer");
+      outbound.enqueue(to, frame);
       return null;
     },
     onFrame(next) {
@@ -464,11 +397,10 @@ async function open(
     },
     revoke(ed25519PublicKey) {
       const curveHex = curveHexOf(keyHex(ed25519PublicKey), ed25519PublicKey);
-      if (curveHex !== null) {
-        revokedCurve.add(curveHex);
-        admittedCurve.delete(curveHex);
-        for (const [to, peer] of [...peers]) if (peer.curveHex === curveHex) closePeer(to, peer);
-      }
+      if (curveHex === null) return Promise.resolve(); // no CURVE form: it can never connect
+      revokedCurve.add(curveHex);
+      admittedCurve.delete(curveHex);
+      outbound.closeKey(curveHex);
       const next = revocations.then(rebind, rebind);
       revocations = next.catch(() => {});
       return next;
@@ -478,11 +410,11 @@ async function open(
       closing ??= (async () => {
         closed = true;
         handler = undefined;
-        for (const [to, peer] of [...peers]) closePeer(to, peer);
+        outbound.closeAll();
         await revocations;
         server.close();
         zap.close();
-        await Promise.allSettled([...receiveLoops, zapLoop]);
+        await Promise.allSettled([receiving, zapLoop]);
       })();
       return closing;
     },

@@ -1,0 +1,154 @@
+/**
+ * The outbound side of the ZeroMQ transport: one CURVE Dealer per destination address, with a
+ * bounded queue in front of it, so sending never blocks and never throws. zeromq.js allows one
+ * `send` in flight per socket, so each destination has a pump that drains its queue one message
+ * at a time; libzmq's own queue (the high-water mark) sits behind it. A full queue drops the frame
+ * and counts `dropped-queue-full`.
+ */
+import type * as zmq from "zeromq";
+import { Dealer } from "zeromq";
+import type { Counters } from "../../rings/index.ts";
+import { z85Encode } from "./zeromq-keys.ts";
+
+/** Where a destination is and which CURVE key its server must prove. */
+export interface OutboundTarget {
+  /** `tcp://HOST:PORT`. */
+  readonly endpoint: string;
+  /** The server's CURVE public key, 32 bytes. */
+  readonly curvePublicKey: Uint8Array;
+}
+
+/** What the outbound side needs from its endpoint. */
+export interface OutboundOptions {
+  /** The endpoint's ZeroMQ context (shared with its server and ZAP handler). */
+  readonly context: zmq.Context;
+  /** The endpoint's own address, sent as each Dealer's routing id: the receiver's `from`. */
+  readonly routingId: string;
+  /** This node's CURVE key pair, Z85. */
+  readonly curvePublicKey: string;
+  readonly curveSecretKey: string;
+  /** Bounds of each destination's queue. */
+  readonly maxQueuedFrames: number;
+  readonly maxQueuedBytes: number;
+  /** libzmq high-water mark of each Dealer, in messages. */
+  readonly highWaterMark: number;
+  /** Wait between a Dealer's reconnect attempts. */
+  readonly reconnectIntervalMs: number;
+  /** The first part of every message (the wire version). */
+  readonly header: Buffer;
+  /** Where `sent`, `dropped-*` and `refused-by-peer` are counted. */
+  readonly counters: Counters;
+}
+
+interface Peer {
+  readonly curveHex: string;
+  readonly dealer: zmq.Dealer;
+  readonly queue: Buffer[];
+  queuedBytes: number;
+  pumping: boolean;
+  closed: boolean;
+}
+
+/** The per-destination Dealers of one endpoint. */
+export class Outbound {
+  readonly #opts: OutboundOptions;
+  readonly #peers = new Map<string, Peer>();
+
+  constructor(opts: OutboundOptions) {
+    this.#opts = opts;
+  }
+
+  /** Whether a Dealer for `to` is open. */
+  has(to: string): boolean {
+    return this.#peers.has(to);
+  }
+
+  /** Open a Dealer for `to`; false if libzmq refuses the socket or the endpoint. */
+  open(to: string, target: OutboundTarget): boolean {
+    const o = this.#opts;
+    let dealer: zmq.Dealer | undefined;
+    try {
+      dealer = new Dealer({
+        context: o.context,
+        linger: 0,
+        routingId: o.routingId,
+        curveServerKey: z85Encode(target.curvePublicKey),
+        curvePublicKey: o.curvePublicKey,
+        curveSecretKey: o.curveSecretKey,
+        sendHighWaterMark: o.highWaterMark,
+        reconnectInterval: o.reconnectIntervalMs,
+      });
+      dealer.connect(target.endpoint);
+    } catch {
+      dealer?.close();
+      return false;
+    }
+    const curveHex = Buffer.from(target.curvePublicKey).toString("hex");
+    const peer: Peer = { curveHex, dealer, queue: [], queuedBytes: 0, pumping: false, closed: false };
+    this.#peers.set(to, peer);
+    // libzmq does not retry a server that refused us at the handshake: drop this Dealer, so a
+    // later send (perhaps once our certificate has reached that server) starts afresh.
+    dealer.events.on("handshake:error:auth", () => {
+      o.counters.inc("refused-by-peer");
+      this.#close(to, peer);
+    });
+    return true;
+  }
+
+  /** Queue a copy of `frame` for the open destination `to` (see `open`); drops it when full. */
+  enqueue(to: string, frame: Uint8Array): void {
+    const peer = this.#peers.get(to);
+    if (peer === undefined) return;
+    const o = this.#opts;
+    if (peer.queue.length >= o.maxQueuedFrames || peer.queuedBytes + frame.byteLength > o.maxQueuedBytes) {
+      o.counters.inc("dropped-queue-full");
+      return;
+    }
+    const copy = Buffer.from(frame); // a copy: the caller may reuse its buffer
+    peer.queue.push(copy);
+    peer.queuedBytes += copy.length;
+    void this.#pump(peer);
+  }
+
+  /** Close every Dealer to a server with this CURVE key (hex), dropping what is queued. */
+  closeKey(curveHex: string): void {
+    for (const [to, peer] of [...this.#peers]) if (peer.curveHex === curveHex) this.#close(to, peer);
+  }
+
+  /** Close every Dealer, dropping what is queued. */
+  closeAll(): void {
+    for (const [to, peer] of [...this.#peers]) this.#close(to, peer);
+  }
+
+  #close(to: string, peer: Peer): void {
+    if (peer.closed) return;
+    peer.closed = true;
+    peer.queue.length = 0;
+    peer.queuedBytes = 0;
+    peer.dealer.close();
+    if (this.#peers.get(to) === peer) this.#peers.delete(to);
+  }
+
+  async #pump(peer: Peer): Promise<void> {
+    if (peer.pumping) return;
+    peer.pumping = true;
+    const { counters, header } = this.#opts;
+    try {
+      while (!peer.closed && peer.queue.length > 0) {
+        const frame = peer.queue[0]!;
+        try {
+          await peer.dealer.send([header, frame]);
+          counters.inc("sent");
+        } catch {
+          if (peer.closed) return;
+          counters.inc("dropped-send-error");
+        }
+        if (peer.closed) return;
+        peer.queue.shift();
+        peer.queuedBytes -= frame.length;
+      }
+    } finally {
+      peer.pumping = false;
+    }
+  }
+}
