@@ -5,8 +5,7 @@
  * at a time; libzmq's own queue (the high-water mark) sits behind it. A full queue drops the frame
  * and counts `dropped-queue-full`.
  */
-import type * as zmq from "zeromq";
-import { Dealer } from "zeromq";
+import * as zmq from "zeromq";
 import type { Counters } from "../../rings/index.ts";
 import { z85Encode } from "./zeromq-keys.ts";
 
@@ -68,7 +67,7 @@ export class Outbound {
     const o = this.#opts;
     let dealer: zmq.Dealer | undefined;
     try {
-      dealer = new Dealer({
+      dealer = new zmq.Dealer({
         context: o.context,
         linger: 0,
         routingId: o.routingId,

@@ -167,7 +167,7 @@ describe("zeromq transport", () => {
   });
 
   it("counts malformed multipart messages from an admitted peer and keeps receiving", async () => {
-    const server = await node();
+    const server = await node({ maxFrameBytes: 1024 });
     const id = generateIdentity();
     const from = formatZeromqAddress("127.0.0.1", 1, id.publicKey);
     const dealer = rawDealer(server.t.address, from, id);
@@ -176,12 +176,14 @@ describe("zeromq transport", () => {
     await dealer.send([version, Buffer.from([1]), Buffer.from([2])]); // one part too many
     await dealer.send([Buffer.from([9]), Buffer.from([1])]); // unknown version
     await dealer.send([Buffer.alloc(0), Buffer.from([1])]); // empty version part
+    await dealer.send([version, Buffer.alloc(1025)]); // over maxFrameBytes, under libzmq's cap
     await dealer.send([version, Buffer.from([42])]); // sentinel: well formed
     await eventually(() => expect(server.inbox).toHaveLength(1), WAIT);
     expect(server.inbox[0]).toEqual({ from, bytes: [42] });
     const counts = server.t.counters();
     expect(counts["malformed-parts"]).toBe(2);
     expect(counts["malformed-version"]).toBe(2);
+    expect(counts["malformed-too-large"]).toBe(1);
 
     // A routing id that is not an address is a malformed sender, even from an admitted key.
     const anonymous = rawDealer(server.t.address, "not-an-address", id);
