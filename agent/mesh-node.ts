@@ -153,6 +153,7 @@ export class MeshNode {
   #onMember: ((id: NodeId, state: MemberState, incarnation: number) => void) | undefined;
   #onCommand: ((c: DeliveredCommand) => void) | undefined;
   #onResult: ((r: DeliveredResult) => void) | undefined;
+  #onTrust: ((kind: "certificate" | "revocation", envelope: Uint8Array) => void) | undefined;
   /** The newest signed `dead` about each member we hold dead: sent along when we reconnect to it. */
   readonly #deathNotices = new Map<NodeId, { incarnation: number; envelope: Uint8Array }>();
   /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
@@ -224,6 +225,14 @@ export class MeshNode {
     this.#reschedule();
     this.#onResult?.({ id, sender: this.id, result, envelope });
     return id;
+  }
+
+  /**
+   * Called after the trust store took in a certificate or a revocation (from gossip or `relay`),
+   * with the envelope's exact bytes: the daemon persists them so a restart keeps what it learned.
+   */
+  onTrust(handler: (kind: "certificate" | "revocation", envelope: Uint8Array) => void): void {
+    this.#onTrust = handler;
   }
 
   /** Called on every membership transition this node observes. */
@@ -354,10 +363,12 @@ export class MeshNode {
       case MessageType.Announce:
         if (!this.#applyTrust(() => this.trust.addVerifiedCertificate(envelope, now))) return;
         this.#forward(msg, "trust", now);
+        this.#onTrust?.("certificate", envelope.bytes.slice());
         return;
       case MessageType.Revoke:
         if (!this.#applyTrust(() => this.trust.addVerifiedRevocation(envelope, now))) return;
         this.#forward(msg, "trust", now);
+        this.#onTrust?.("revocation", envelope.bytes.slice());
         return;
       case MessageType.Broadcast: {
         const p = msg.payload as Broadcast;

@@ -10,8 +10,14 @@ import {
   ControlPermissionError,
   ControlTimeoutError,
   DaemonNotRunningError,
+  RemoteCallError,
   SocketInUseError,
 } from "../agent/daemon/index.ts";
+import { BadJoinResponseError, JoinRefusedError, JoinUnreachableError } from "../agent/node/join.ts";
+import { NotInitializedError } from "../agent/node/mesh-state.ts";
+import { AlreadyInitializedError, InvalidLabelError } from "../agent/node/seed.ts";
+import { KeyFileCorruptError, KeyFilePermissionsError, StoreLockedError } from "../agent/store/errors.ts";
+import { TokenFormatError, TokenIssuerMismatchError } from "../bootstrap/index.ts";
 import { CliError } from "./errors.ts";
 
 /** Every exit code, by name. */
@@ -61,5 +67,36 @@ export function exitCodeFor(err: unknown): ExitCode {
   }
   if (err instanceof ControlPermissionError || err instanceof SocketInUseError) return ExitCode.Refused;
   if (err instanceof ConfigError || err instanceof ConfigFileError) return ExitCode.Config;
+  if (
+    err instanceof NotInitializedError ||
+    err instanceof KeyFilePermissionsError ||
+    err instanceof KeyFileCorruptError
+  )
+    return ExitCode.Config;
+  if (
+    err instanceof AlreadyInitializedError ||
+    err instanceof InvalidLabelError ||
+    err instanceof TokenFormatError
+  )
+    return ExitCode.Usage;
+  if (err instanceof JoinUnreachableError) return ExitCode.Unreachable;
+  if (
+    err instanceof JoinRefusedError ||
+    err instanceof BadJoinResponseError ||
+    err instanceof TokenIssuerMismatchError ||
+    err instanceof StoreLockedError
+  )
+    return ExitCode.Refused;
+  if (err instanceof RemoteCallError) return REMOTE_EXIT_CODES[err.remoteName] ?? ExitCode.Internal;
   return ExitCode.Internal;
 }
+
+/** Exit codes for errors the daemon reports back over the control socket, by their class name. */
+const REMOTE_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
+  InvalidParamsError: ExitCode.Usage,
+  InvalidLabelError: ExitCode.Usage,
+  ScopeNotGrantableError: ExitCode.Refused,
+  NotAvailableError: ExitCode.Refused,
+  RelayRefusedError: ExitCode.Refused,
+  TokenScopeError: ExitCode.Usage,
+};

@@ -3,6 +3,7 @@
  * own file and is added here. For now: `version` and the built-in `help`.
  */
 import type { ProgramSpec } from "./cli.ts";
+import { meshCommands } from "./ringctl-mesh.ts";
 import { versionCommand } from "./version.ts";
 
 /** The ringctl program. */
@@ -15,5 +16,5 @@ export const ringctl: ProgramSpec = {
     "'ringctl <noun> <verb>'. Results go to stdout, as text or, with --json, as one JSON object; " +
     "progress and errors go to stderr. The exit status says what happened (see EXIT STATUS in " +
     "each command's help, and docs/cli.md).",
-  commands: [versionCommand("ringctl")],
+  commands: [...meshCommands, versionCommand("ringctl")],
 };

@@ -7,6 +7,7 @@ import { CONFIG_FIELDS, type ConfigField, loadConfig, processHost } from "../age
 import type { CommandSpec, ProgramSpec } from "./cli.ts";
 import { configFlagsFrom, configOptions } from "./config-options.ts";
 import { ExitCode } from "./exit-codes.ts";
+import { initCommand, joinCommand, startCommand } from "./ringd-node.ts";
 import { versionCommand } from "./version.ts";
 
 /** `ringd config show`: resolve the configuration as `ringd start` would, and print it. */
@@ -60,5 +61,5 @@ export const ringd: ProgramSpec = {
     "or NATS, supervises its children, and listens on a local control socket for ringctl. Its " +
     "configuration comes from flags, ENJIN_* environment variables, <dataDir>/ringd.json and " +
     "defaults, in that order of precedence (see 'ringd config show --help').",
-  commands: [versionCommand("ringd"), configShowCommand],
+  commands: [initCommand, startCommand, joinCommand, versionCommand("ringd"), configShowCommand],
 };

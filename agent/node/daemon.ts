@@ -1,0 +1,275 @@
+/**
+ * The running ringd: one MeshNode on a real transport and the system clock, its state in LevelDB,
+ * a join endpoint when the node may issue certificates, and the control socket ringctl talks to.
+ *
+ * Start-up reads everything from the store (so a restart needs no token): the root, the node's
+ * own certificate and chain, every certificate and revocation learned, and the members last seen.
+ * What the node learns while it runs — certificates and revocations from gossip, members — is
+ * written back as it arrives.
+ */
+import { networkInterfaces } from "node:os";
+import type { Logger } from "pino";
+import { deriveTokenSealKey, TokenIssuer } from "../../bootstrap/index.ts";
+import {
+  type Certificate,
+  decodeCertificate,
+  decodeEnvelope,
+  fingerprint,
+  keyHex,
+  messageIdFromKey,
+  type Ring,
+} from "../../protocol/index.ts";
+import { Counters, type NodeId, seededRng } from "../../rings/index.ts";
+import { systemClock } from "../clock.ts";
+import type { DaemonConfig } from "../daemon/config-fields.ts";
+import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
+import { type DeliveredResult, MeshNode } from "../mesh-node.ts";
+import type { NodeStore } from "../store/store.ts";
+import { type ZeromqTransport, zeromq } from "../transport/zeromq.ts";
+import { admitJoiner } from "./admit.ts";
+import { runCommand, selectorMatches } from "./commands.ts";
+import { controlHandlers } from "./control-api.ts";
+import { serveJoins } from "./join.ts";
+import { type MeshIdentity, MeshState, type SelfStanding } from "./mesh-state.ts";
+
+/** Gossip frames on real transports may be this large (results carry command output). */
+export const DAEMON_GOSSIP_FRAME_BYTES = 128 * 1024;
+/** How often learned members are written back to the store. */
+export const MEMBER_SAVE_INTERVAL_MS = 5_000;
+
+/** A running daemon's public facts (the control API's `status`). */
+export interface DaemonInfo {
+  readonly meshId: string;
+  readonly nodeKey: string;
+  readonly fingerprint: string;
+  readonly ring: Ring;
+  readonly name: string;
+  readonly address: string;
+  readonly joinAddress: string | null;
+  readonly controlSocket: string;
+  readonly startedMs: number;
+}
+
+/** The daemon: build with `Daemon.start`, end with `stop`. */
+export class Daemon {
+  readonly counters = new Counters();
+  readonly clock = systemClock();
+  #stopped = false;
+  #memberTimer: ReturnType<typeof setInterval> | undefined;
+  #control: ControlServer | undefined;
+  #join: ZeromqTransport | undefined;
+  readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
+
+  private constructor(
+    readonly config: DaemonConfig,
+    readonly log: Logger,
+    readonly store: NodeStore,
+    readonly state: MeshState,
+    readonly mesh: MeshIdentity,
+    readonly self: SelfStanding,
+    readonly selfCert: Certificate,
+    readonly node: MeshNode,
+    readonly transport: ZeromqTransport,
+    readonly certificates: Map<string, Uint8Array>,
+    readonly tokens: TokenIssuer | undefined,
+    readonly info: DaemonInfo,
+    readonly identity: import("../../protocol/index.ts").Identity,
+  ) {}
+
+  /** Open the store, join the mesh again from what it holds, and serve. */
+  static async start(config: DaemonConfig, log: Logger, store: NodeStore): Promise<Daemon> {
+    const state = new MeshState(store);
+    const { mesh, self } = await state.require(config.dataDir);
+    const startedMs = Date.now();
+    const identity = await store.loadIdentity(startedMs);
+    const selfCert = decodeCertificate(decodeEnvelope(self.certificate));
+    const certificates = await state.certificates();
+    const revocations = await state.revocations();
+    const { host, port } = splitListen(config.listen);
+    const advertiseHost = host === "0.0.0.0" || host === "*" ? primaryAddress() : host;
+    let node: MeshNode | undefined;
+    const transport = await zeromq({
+      identity,
+      // Certified, unrevoked members only; before the node exists, the stored bundle decides.
+      authorize: (key) =>
+        node === undefined ? certificates.has(keyHex(key)) : node.trust.isTrusted(keyHex(key), Date.now()),
+      advertiseHost,
+    })({ listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port}` });
+    const clock = systemClock();
+    // A ring-N node sits on its parent's network (ring 0 for the seeds themselves).
+    const networkRing = Math.max(0, self.ring - 1) as Ring;
+    node = new MeshNode({
+      identity,
+      ring: networkRing,
+      rootKey: mesh.rootKey,
+      certificates: (hex) => certificates.get(hex),
+      transport,
+      clock,
+      rng: seededRng((Math.random() * 2 ** 31) | 0),
+      gossip: { maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES },
+    });
+    for (const rev of revocations) node.relay(rev);
+
+    const canIssue = selfCert.roles.includes("issuer");
+    let tokens: TokenIssuer | undefined;
+    let join: ZeromqTransport | undefined;
+    if (canIssue) {
+      join = await zeromq({ identity, authorize: () => true, advertiseHost })({
+        listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port === 0 ? 0 : port + 1}`,
+      });
+      tokens = new TokenIssuer({
+        store: store.tokens,
+        issuerKey: identity.publicKey,
+        endpoints: [join.address],
+        sealKey: deriveTokenSealKey(identity.secretKey),
+      });
+    }
+    const info: DaemonInfo = {
+      meshId: mesh.meshId,
+      nodeKey: keyHex(identity.publicKey),
+      fingerprint: fingerprint(identity.publicKey),
+      ring: self.ring,
+      name: config.name,
+      address: transport.address,
+      joinAddress: join?.address ?? null,
+      controlSocket: config.controlSocket,
+      startedMs,
+    };
+    const daemon = new Daemon(
+      config,
+      log,
+      store,
+      state,
+      mesh,
+      self,
+      selfCert,
+      node,
+      transport,
+      certificates,
+      tokens,
+      info,
+      identity,
+    );
+    daemon.#join = join;
+    daemon.#wire();
+    if (join !== undefined && tokens !== undefined) {
+      serveJoins(join, {
+        identity,
+        tokens,
+        counters: daemon.counters,
+        now: () => Date.now(),
+        admit: (key, name, scope, nowMs) => admitJoiner(daemon, key, name, scope, nowMs),
+      });
+    }
+    const members = (await state.members()).filter((m) => m.id !== info.nodeKey);
+    node.start(members, { announce: true });
+    daemon.#control = await serveControl(config.controlSocket, controlHandlers(daemon));
+    log.info(
+      {
+        meshId: info.meshId,
+        node: info.fingerprint,
+        ring: info.ring,
+        address: info.address,
+        join: info.joinAddress,
+      },
+      "ringd ready",
+    );
+    return daemon;
+  }
+
+  #wire(): void {
+    const { node, state, log } = this;
+    node.onTrust((kind, envelope) => {
+      if (kind === "certificate") {
+        const cert = decodeCertificate(decodeEnvelope(envelope));
+        this.certificates.set(keyHex(cert.subject), envelope);
+        void state
+          .putCertificate(envelope)
+          .catch((err) => log.error({ err }, "could not persist a certificate"));
+      } else {
+        void state
+          .putRevocation(envelope)
+          .catch((err) => log.error({ err }, "could not persist a revocation"));
+        const subject = decodeEnvelope(envelope).payload.subarray(0, 32);
+        void this.transport
+          .revoke(subject)
+          .catch((err) => log.warn({ err }, "could not close a revoked peer"));
+      }
+    });
+    node.onCommand((c) => {
+      void this.#onCommand(c.id, c.command, c.sender).catch((err) => log.error({ err }, "command failed"));
+    });
+    node.onResult((r) => {
+      for (const listener of this.#resultListeners) listener(r);
+    });
+    this.#memberTimer = setInterval(() => void this.saveMembers(), MEMBER_SAVE_INTERVAL_MS);
+  }
+
+  /** Listen to every signed result this node hears; returns the function that stops listening. */
+  listenResults(listener: (r: DeliveredResult) => void): () => void {
+    this.#resultListeners.add(listener);
+    return () => this.#resultListeners.delete(listener);
+  }
+
+  async #onCommand(
+    id: string,
+    command: import("../../protocol/index.ts").Command,
+    sender: string,
+  ): Promise<void> {
+    if (this.#stopped || !selectorMatches(command.selector, this.selfCert)) return;
+    const now = Date.now();
+    if (command.issuedAtMs > now + 30_000) {
+      this.counters.inc("rejected:command-from-the-future");
+      return;
+    }
+    if (!(await this.store.markCommandSeen(messageIdFromKey(id), command.expiresMs))) {
+      this.counters.inc("rejected:command-replayed");
+      return;
+    }
+    await this.store.appendAudit(
+      "command",
+      { id, operator: sender, action: command.action, args: command.args },
+      now,
+    );
+    const result = await runCommand(command, messageIdFromKey(id));
+    if (this.#stopped) return;
+    this.node.publishResult(result);
+    this.counters.inc("commands-run");
+  }
+
+  /** Write the members currently known to the store. */
+  async saveMembers(): Promise<void> {
+    const members = this.node.membership
+      .members()
+      .filter((m) => m.state !== "dead" && m.id !== this.info.nodeKey)
+      .map((m) => ({ id: m.id as NodeId, addr: m.addr, incarnation: m.incarnation }));
+    await this.state.putMembers(members);
+  }
+
+  /** Leave gracefully, stop serving, persist members, close the store. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#memberTimer !== undefined) clearInterval(this.#memberTimer);
+    this.node.leave();
+    await new Promise((r) => setTimeout(r, 200));
+    await this.saveMembers().catch(() => undefined);
+    await this.#control?.close();
+    await this.node.stop();
+    await this.#join?.close();
+    await this.store.close();
+  }
+}
+
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(listen.slice(i + 1)) };
+}
+
+/** The first non-internal IPv4 address, else loopback: what to advertise when listening on all. */
+function primaryAddress(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return "127.0.0.1";
+}

@@ -1,0 +1,245 @@
+/**
+ * ringd's node commands: `init` (make a ring-0 seed), `join TOKEN` (become a member with a
+ * one-time token) and `start` (run the node until SIGTERM or SIGINT). Each reads the configuration
+ * the way `ringd config show` prints it; `init` and `join` write what they decided (ring, listen
+ * address, name, labels) into <dataDir>/ringd.json so that a later `start` needs no flags.
+ */
+import { readFile, writeFile } from "node:fs/promises";
+
+import { join as joinPath } from "node:path";
+import {
+  CONFIG_FILE_NAME,
+  createLogger,
+  type DaemonConfig,
+  loadConfig,
+  processHost,
+} from "../agent/daemon/index.ts";
+import { Daemon } from "../agent/node/daemon.ts";
+import { joinWithToken } from "../agent/node/join.ts";
+import { MeshState } from "../agent/node/mesh-state.ts";
+import { AlreadyInitializedError, initSeed } from "../agent/node/seed.ts";
+import { openStore } from "../agent/store/store.ts";
+import { decodeCertificate, decodeEnvelope, keyHex } from "../protocol/index.ts";
+import type { CommandContext, CommandSpec } from "./cli.ts";
+import { configFlagsFrom, configOptions } from "./config-options.ts";
+import { UsageError } from "./errors.ts";
+import { ExitCode } from "./exit-codes.ts";
+
+async function config(ctx: CommandContext): Promise<DaemonConfig> {
+  const { flags, configFile } = configFlagsFrom(ctx.values);
+  const loaded = await loadConfig({
+    flags,
+    ...(configFile !== undefined ? { configFile } : {}),
+    env: ctx.io.env,
+    host: processHost(),
+  });
+  return loaded.config;
+}
+
+/** Merge `fields` into <dataDir>/ringd.json (creating it), keeping what is already there. */
+async function saveConfig(dataDir: string, fields: Record<string, unknown>): Promise<string> {
+  const path = joinPath(dataDir, CONFIG_FILE_NAME);
+  let current: Record<string, unknown> = {};
+  try {
+    current = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+  } catch {
+    current = {};
+  }
+  await writeFile(path, `${JSON.stringify({ ...current, ...fields }, null, 2)}\n`, { mode: 0o600 });
+  return path;
+}
+
+/** The fields `init`/`join` record: those the operator gave on the command line. */
+function givenFields(ctx: CommandContext, cfg: DaemonConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (typeof ctx.values.listen === "string") out.listen = cfg.listen;
+  if (typeof ctx.values.name === "string") out.name = cfg.name;
+  if (typeof ctx.values.transport === "string") out.transport = cfg.transport;
+  if (ctx.values.compartment !== undefined) out.compartment = cfg.compartment;
+  if (ctx.values.tier !== undefined) out.tiers = cfg.tiers;
+  return out;
+}
+
+/** Run the daemon in the foreground until SIGTERM or SIGINT; resolves with the exit code. */
+async function runDaemon(ctx: CommandContext, cfg: DaemonConfig): Promise<ExitCode> {
+  const log = createLogger(cfg);
+  const store = await openStore(cfg.dataDir);
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(cfg, log, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  ctx.result(
+    daemon.info,
+    () =>
+      `ringd ready: node ${daemon.info.fingerprint} (ring ${daemon.info.ring}) in mesh ${daemon.info.meshId}, listening on ${daemon.info.address}`,
+  );
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: string) => {
+      log.info({ signal }, "stopping");
+      resolve();
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+  await daemon.stop();
+  return ExitCode.Ok;
+}
+
+const nodeOptions = configOptions();
+
+/** `ringd init`: make the first ring-0 node of a new mesh. */
+export const initCommand: CommandSpec = {
+  words: ["init"],
+  summary: "create a new mesh: its root key and a ring-0 seed node in the data directory",
+  description:
+    "Create the mesh's root key (<dataDir>/root.key, mode 0600; the mesh id is its fingerprint), " +
+    "this node's key (<dataDir>/node.key), the seed's certificate (ring 0, roles node, issuer, " +
+    "admin) and a first operator key for ringctl on this machine (<dataDir>/operator.key, an " +
+    "admin). The options given (--listen, --name, --compartment, --tier, --transport) are saved in " +
+    "<dataDir>/ringd.json for 'ringd start'.\n\n" +
+    "Keep root.key safe: whoever holds it can certify ring-0 nodes. A directory that already " +
+    "belongs to a mesh is refused and left unchanged.",
+  options: nodeOptions,
+  jsonOutput:
+    '{"meshId", "nodeKey", "nodeFingerprint", "rootKeyFile", "operatorKeyFile", "operatorKey", "configFile"}',
+  exitCodes: [ExitCode.Config],
+  examples: [
+    {
+      command: "ringd init --data-dir /var/lib/enjin --listen 10.0.0.1:7470",
+      description: "Make a seed listening on 10.0.0.1.",
+    },
+  ],
+  async run(ctx) {
+    if (ctx.values.ring !== undefined && ctx.values.ring !== "0")
+      throw new UsageError(
+        `init makes a ring-0 seed; a ring-${ctx.values.ring} node joins with 'ringd join TOKEN'`,
+      );
+    const cfg = { ...(await config(ctx)), ring: 0 as const };
+    const store = await openStore(cfg.dataDir);
+    try {
+      const made = await initSeed({
+        dataDir: cfg.dataDir,
+        store,
+        compartment: cfg.compartment,
+        tiers: cfg.tiers,
+        nowMs: Date.now(),
+      });
+      const configFile = await saveConfig(cfg.dataDir, { ring: 0, ...givenFields(ctx, cfg) });
+      ctx.result({ ...made, configFile }, () =>
+        [
+          `mesh ${made.meshId}`,
+          `seed node ${made.nodeFingerprint}`,
+          `root key ${made.rootKeyFile} (keep it safe)`,
+          `operator key ${made.operatorKeyFile} (admin; ringctl uses it)`,
+          `start it with: ringd start --data-dir ${cfg.dataDir}`,
+        ].join("\n"),
+      );
+    } finally {
+      await store.close();
+    }
+    return ExitCode.Ok;
+  },
+};
+
+/** `ringd start`: run the node. */
+export const startCommand: CommandSpec = {
+  words: ["start"],
+  summary: "run this node until SIGTERM or SIGINT",
+  description:
+    "Open the node's state in the data directory, rejoin the mesh from what it holds (no token is " +
+    "needed after the first join), and serve: gossip and membership on the peer address, joins on " +
+    "the next port when the node may issue certificates, and ringctl on the control socket. Logs " +
+    "go to stderr as JSON (or --log-file). SIGTERM or SIGINT leaves the mesh gracefully.",
+  options: nodeOptions,
+  jsonOutput:
+    '{"meshId", "nodeKey", "fingerprint", "ring", "name", "address", "joinAddress", "controlSocket", "startedMs"} once ready',
+  exitCodes: [ExitCode.Config, ExitCode.Refused],
+  examples: [
+    {
+      command: "ringd start --data-dir /var/lib/enjin",
+      description: "Run the node whose state is in /var/lib/enjin.",
+    },
+  ],
+  async run(ctx) {
+    return runDaemon(ctx, await config(ctx));
+  },
+};
+
+/** `ringd join TOKEN`: become a member with a one-time token. */
+export const joinCommand: CommandSpec = {
+  words: ["join"],
+  summary: "join a mesh with a one-time token, then (with --start) run the node",
+  description:
+    "Make this node's key, check that the issuer named in the token holds the key the token's " +
+    "fingerprint names (nothing is sent to anyone else), prove knowledge of the token's secret " +
+    "without sending it, and receive this node's certificate and the trust bundle, which are " +
+    "stored in the data directory. From then on the node's own key is its credential: 'ringd " +
+    "start' needs no token. With --start the node runs at once, as 'ringd start' would.",
+  options: {
+    ...nodeOptions,
+    start: { type: "boolean", description: "After joining, run the node in the foreground." },
+  },
+  arguments: [{ name: "TOKEN", description: "The token printed by 'ringctl token create'.", required: true }],
+  jsonOutput: '{"meshId", "nodeKey", "ring", "tiers", "compartment", "issuer"}',
+  exitCodes: [ExitCode.Unreachable, ExitCode.Refused, ExitCode.Config],
+  examples: [
+    { command: "ringd join enjin1.AAAA… --data-dir /var/lib/enjin --start", description: "Join and run." },
+  ],
+  async run(ctx) {
+    const cfg = await config(ctx);
+    const token = ctx.positionals[0]!;
+    const store = await openStore(cfg.dataDir);
+    try {
+      const state = new MeshState(store);
+      const existing = await state.mesh();
+      if (existing !== undefined)
+        throw new AlreadyInitializedError(
+          `${cfg.dataDir} already belongs to mesh ${existing.meshId}; start it with 'ringd start --data-dir ${cfg.dataDir}' (no token needed)`,
+        );
+      const identity = await store.loadIdentity(Date.now());
+      const host = cfg.listen.slice(0, cfg.listen.lastIndexOf(":"));
+      const joined = await joinWithToken({
+        token: token.trim(),
+        identity,
+        name: cfg.name,
+        listen: `tcp://${host === "0.0.0.0" ? "*" : host}:0`,
+        ...(host === "0.0.0.0" ? { advertiseHost: "127.0.0.1" } : {}),
+        nowMs: () => Date.now(),
+        onAttempt: (endpoint, attempt) => ctx.info(`joining via ${endpoint} (attempt ${attempt}) ...`),
+      });
+      const { response } = joined;
+      const cert = decodeCertificate(decodeEnvelope(response.certificate));
+      await state.establish(
+        joined.rootKey,
+        { ring: cert.ring, certificate: response.certificate, chain: response.chain },
+        response.certificates,
+        response.revocations,
+        response.members
+          .filter((m) => keyHex(m.node) !== keyHex(identity.publicKey))
+          .map((m) => ({ id: keyHex(m.node), addr: m.addr, incarnation: m.incarnation })),
+      );
+      await saveConfig(cfg.dataDir, { ring: cert.ring, ...givenFields(ctx, cfg) });
+      const meshId = (await state.mesh())!.meshId;
+      ctx.result(
+        {
+          meshId,
+          nodeKey: keyHex(identity.publicKey),
+          ring: cert.ring,
+          tiers: cert.tiers,
+          compartment: cert.compartment,
+          issuer: keyHex(joined.issuerKey),
+        },
+        () =>
+          `joined mesh ${meshId} as a ring-${cert.ring} node${cert.tiers.length > 0 ? ` (tiers ${cert.tiers.join(",")})` : ""}`,
+      );
+    } finally {
+      await store.close();
+    }
+    if (ctx.values.start === true) return runDaemon(ctx, { ...(await config(ctx)) });
+    ctx.info(`start it with: ringd start --data-dir ${cfg.dataDir}`);
+    return ExitCode.Ok;
+  },
+};
