@@ -14,10 +14,19 @@
  *     part 1  1 byte       ZEROMQ_WIRE_VERSION
  *     part 2  0..max bytes the frame
  *
+ * Every inbound part is bounded twice: libzmq's maxMessageSize drops a connection that sends more
+ * than the frame limit plus CURVE's overhead, and our own check counts anything over the exact
+ * limit as `malformed-too-large`. Messages of the wrong shape are counted (`malformed-*`), never
+ * thrown on.
+ *
  * `from` is *asserted* by an admitted member, not proven: the receiver drops it unless the key in it
  * has the CURVE key of a connection ZAP admitted and not revoked since, but one member could still
- * name another admitted member.
- * Origin is proven above the transport, by the envelope signatures.
+ * name another admitted member. Origin is proven above the transport, by the envelope signatures.
+ *
+ * Revocation (the Revocable ability) refuses the key from then on, closes our Dealers to it, and
+ * replaces the server socket so every connected peer must pass ZAP again; the revoked one cannot.
+ * A client that a server's ZAP refuses is not retried by libzmq, so its Dealer is dropped and the
+ * next send to that address starts afresh (counted as `refused-by-peer`).
  */
 import * as zmq from "zeromq";
 import { type Identity, keyHex, MAX_FRAME_BYTES } from "../../protocol/index.ts";
@@ -57,8 +66,10 @@ export interface ZeromqOptions {
   readonly identity: Identity;
   /**
    * Whether the holder of this ed25519 public key may talk to us (is a certified, unrevoked
-   * member). Asked by the ZAP handler at each handshake, and before the first send to an address.
-   * Must be quick and must not throw (a throw counts as a refusal).
+   * member). Asked before the first send to an address, and by the ZAP handler at each handshake.
+   * ZAP learns only the client's CURVE key, which two ed25519 keys share (P and -P, see
+   * zeromq-keys.ts); it asks about both, so answer from a membership lookup, never "yes to all
+   * but X". Must be quick and must not throw (a throw counts as a refusal).
    */
   readonly authorize: (ed25519PublicKey: Uint8Array) => boolean;
   /** Largest frame carried either way (default MAX_FRAME_BYTES, 256 KiB). */
@@ -91,12 +102,16 @@ export function isRevocable(transport: Transport): transport is Transport & Revo
 
 /**
  * A ZeroMQ endpoint: a Transport that can revoke peers and report its counters. Counter names are
- * stable kebab-case: `sent`, `delivered`, `dropped-*` (queue-full, send-error, no-handler,
- * unadmitted-sender), `refused-by-peer` (a server's ZAP turned this node away; the next send
- * retries with a fresh connection), `refused-send-*` (a SendRefusal, or unauthorized-peer), `refused-peer-*`
- * (ZAP refusals: unauthorized, revoked, bad-key, not-curve, bad-request, authorize-error),
- * `refused-handshake-*` (ZMTP-level failures such as a non-CURVE client), `malformed-*` (parts,
- * version, too-large, sender), `admitted-peer`.
+ * stable kebab-case:
+ * - `sent`, `delivered`, `admitted-peer` (a handshake ZAP let in);
+ * - `dropped-*`: queue-full, send-error, no-handler, unadmitted-sender;
+ * - `refused-send-*`: a SendRefusal, or unauthorized-peer (sent as "unknown-address");
+ * - `refused-peer-*` (ZAP): unauthorized, revoked, bad-key, not-curve, bad-request, authorize-error;
+ * - `refused-handshake-*`: protocol, other (ZMTP-level failures, e.g. a non-CURVE client);
+ * - `refused-by-peer`: a server's ZAP turned this node away;
+ * - `malformed-*`: parts, version, too-large, sender;
+ * - errors that should not happen: authorize-error, receive-error, zap-receive-error,
+ *   zap-send-error, rebind-error.
  */
 export interface ZeromqTransport extends Transport, Revocable {
   /** A snapshot of the counters, sorted by name. */
@@ -124,13 +139,22 @@ export class ZeromqBindError extends Error {
 
 /** Rebinding the server after a revocation failed; the endpoint no longer receives. */
 export class ZeromqRebindError extends Error {
+  /** The endpoint that could not be bound again. */
+  readonly endpoint: string;
   constructor(endpoint: string, options?: { cause?: unknown }) {
     super(`zeromq transport could not rebind ${endpoint} after a revocation`, options);
     this.name = new.target.name;
+    this.endpoint = endpoint;
   }
 }
 
-/** The ZeroMQ transport factory: `zeromq(opts)` receives the node's services and opens an endpoint. */
+/**
+ * The ZeroMQ transport factory: `zeromq(opts)` returns a TransportFactory (one whose endpoints are
+ * also ZeromqTransport) that opens an endpoint listening on `services.listen` (`tcp://HOST:PORT`,
+ * port 0 or `*` for a free one; default DEFAULT_ZEROMQ_LISTEN). Throws InvalidZeromqOptionError
+ * or KeyConversionError at once on bad options; opening rejects with InvalidListenAddressError or
+ * ZeromqBindError.
+ */
 export function zeromq(opts: ZeromqOptions): (services: TransportServices) => Promise<ZeromqTransport> {
   const limits = {
     maxFrameBytes: opts.maxFrameBytes ?? MAX_FRAME_BYTES,
@@ -166,6 +190,7 @@ const CURVE_MESSAGE_OVERHEAD_BYTES = 64;
 /** Attempts to bind the replacement server socket after a revocation, and the wait between them. */
 const REBIND_ATTEMPTS = 100;
 const REBIND_RETRY_MS = 10;
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** Bound of the ed25519 → CURVE key cache (cleared when full). */
 const MAX_CACHED_KEYS = 4_096;
 
@@ -262,6 +287,7 @@ async function open(
       } catch {
         if (closed) return;
         counters.inc("zap-receive-error");
+        await yieldToEventLoop(); // never spin on a failing socket
         continue;
       }
       const answer = answerZap(request, { authorize: opts.authorize, revokedCurve, domain: ZAP_DOMAIN });
@@ -312,6 +338,7 @@ async function open(
       } catch {
         if (closed || socket.closed) return;
         counters.inc("receive-error");
+        await yieldToEventLoop(); // never spin on a failing socket
         continue;
       }
       if (!closed) onInbound(parts);
