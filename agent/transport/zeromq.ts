@@ -103,7 +103,8 @@ export function isRevocable(transport: Transport): transport is Transport & Revo
 /**
  * A ZeroMQ endpoint: a Transport that can revoke peers and report its counters. Counter names are
  * stable kebab-case:
- * - `sent`, `delivered`, `admitted-peer` (a handshake ZAP let in);
+ * - `sent`, `delivered`, `admitted-peer` (a handshake ZAP let in), `rebind` (the server socket
+ *   was replaced to close a revoked peer's connections);
  * - `dropped-*`: queue-full, send-error, no-handler, unadmitted-sender;
  * - `refused-send-*`: a SendRefusal, or unauthorized-peer (sent as "unknown-address");
  * - `refused-peer-*` (ZAP): unauthorized, revoked, bad-key, not-curve, bad-request, authorize-error;
@@ -402,8 +403,23 @@ async function open(
       }
     }
     server = next;
+    counters.inc("rebind");
     watch(next);
     receiving = Promise.allSettled([receiving, receiveFrom(next)]);
+  };
+
+  /** One rebind for every revocation that arrives before it starts; they queue behind a running one. */
+  let queuedRebind: Promise<void> | undefined;
+  const scheduleRebind = (): Promise<void> => {
+    if (queuedRebind !== undefined) return queuedRebind;
+    const start = (): Promise<void> => {
+      queuedRebind = undefined;
+      return rebind();
+    };
+    const next = revocations.then(start, start);
+    queuedRebind = next;
+    revocations = next.catch(() => {});
+    return next;
   };
 
   const transport: ZeromqTransport = {
@@ -426,11 +442,12 @@ async function open(
       const curveHex = curveHexOf(keyHex(ed25519PublicKey), ed25519PublicKey);
       if (curveHex === null) return Promise.resolve(); // no CURVE form: it can never connect
       revokedCurve.add(curveHex);
-      admittedCurve.delete(curveHex);
       outbound.closeKey(curveHex);
-      const next = revocations.then(rebind, rebind);
-      revocations = next.catch(() => {});
-      return next;
+      // Only a key ZAP admitted can have a connection to our server (the decision is synchronous
+      // and now sees the revocation), so a stranger's revocation costs every peer nothing.
+      // (It still waits for a replacement already under way.)
+      if (!admittedCurve.delete(curveHex)) return revocations;
+      return scheduleRebind();
     },
     counters: () => counters.snapshot(),
     close() {
