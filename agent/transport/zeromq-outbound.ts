@@ -3,7 +3,8 @@
  * bounded queue in front of it, so sending never blocks and never throws. zeromq.js allows one
  * `send` in flight per socket, so each destination has a pump that drains its queue one message
  * at a time; libzmq's own queue (the high-water mark) sits behind it. A full queue drops the frame
- * and counts `dropped-queue-full`.
+ * and counts `dropped-queue-full`. At most `maxPeers` Dealers stay open: opening one more closes
+ * the least recently used (its queued frames count as `dropped-evicted`).
  */
 import * as zmq from "zeromq";
 import type { Counters } from "../../rings/index.ts";
@@ -29,6 +30,8 @@ export interface OutboundOptions {
   /** Bounds of each destination's queue. */
   readonly maxQueuedFrames: number;
   readonly maxQueuedBytes: number;
+  /** Most Dealers open at once. */
+  readonly maxPeers: number;
   /** libzmq high-water mark of each Dealer, in messages. */
   readonly highWaterMark: number;
   /** Wait between a Dealer's reconnect attempts. */
@@ -65,6 +68,12 @@ export class Outbound {
   /** Open a Dealer for `to`; false if libzmq refuses the socket or the endpoint. */
   open(to: string, target: OutboundTarget): boolean {
     const o = this.#opts;
+    if (this.#peers.size >= o.maxPeers) {
+      const [lruTo, lru] = this.#peers.entries().next().value as [string, Peer];
+      o.counters.inc("dropped-evicted", lru.queue.length);
+      o.counters.inc("evicted-peer");
+      this.#close(lruTo, lru);
+    }
     let dealer: zmq.Dealer | undefined;
     try {
       dealer = new zmq.Dealer({
@@ -98,6 +107,8 @@ export class Outbound {
   enqueue(to: string, frame: Uint8Array): void {
     const peer = this.#peers.get(to);
     if (peer === undefined) return;
+    this.#peers.delete(to); // keep the Map in least-recently-used order
+    this.#peers.set(to, peer);
     const o = this.#opts;
     if (peer.queue.length >= o.maxQueuedFrames || peer.queuedBytes + frame.byteLength > o.maxQueuedBytes) {
       o.counters.inc("dropped-queue-full");

@@ -201,6 +201,25 @@ describe("zeromq transport", () => {
     expect(server.inbox).toHaveLength(1);
   });
 
+  it("keeps at most maxPeers outbound connections, closing the least recently used", async () => {
+    const sink1 = await node();
+    const sink2 = await node();
+    const sink3 = await node();
+    const a = await node({ maxPeers: 2 });
+    expect(a.t.send(sink1.t.address, Uint8Array.of(1))).toBeNull();
+    expect(a.t.send(sink2.t.address, Uint8Array.of(2))).toBeNull();
+    expect(a.t.send(sink1.t.address, Uint8Array.of(3))).toBeNull(); // sink2 is now least recent
+    await eventually(() => expect(sink1.inbox.length + sink2.inbox.length).toBe(3), WAIT);
+    expect(a.t.send(sink3.t.address, Uint8Array.of(4))).toBeNull(); // evicts sink2's connection
+    expect(a.t.counters()["evicted-peer"]).toBe(1);
+    expect(a.t.send(sink1.t.address, Uint8Array.of(5))).toBeNull(); // still open
+    await eventually(() => expect(sink3.inbox).toHaveLength(1), WAIT);
+    await eventually(() => expect(sink1.inbox.map((r) => r.bytes[0])).toEqual([1, 3, 5]), WAIT);
+    expect(a.t.send(sink2.t.address, Uint8Array.of(6))).toBeNull(); // reopened on demand
+    await eventually(() => expect(sink2.inbox.map((r) => r.bytes[0])).toEqual([2, 6]), WAIT);
+    expect(a.t.counters()["evicted-peer"]).toBe(2);
+  });
+
   it("drops and counts frames beyond a full queue, without blocking or throwing", async () => {
     const a = await node({ maxQueuedFrames: 4 });
     const silent = generateIdentity();

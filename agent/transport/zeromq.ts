@@ -55,6 +55,8 @@ export const DEFAULT_ZEROMQ_LISTEN = "tcp://127.0.0.1:0";
 export const DEFAULT_MAX_QUEUED_FRAMES = 4_096;
 /** Default bound of each destination's queue, in bytes. */
 export const DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/** Default bound of open outbound connections (Dealers); the least recently used is closed. */
+export const DEFAULT_MAX_PEERS = 1_024;
 /** Default libzmq queue (high-water mark) of each socket, in messages. */
 export const DEFAULT_HIGH_WATER_MARK = 1_000;
 /** Default wait between reconnect attempts of a Dealer. */
@@ -78,6 +80,8 @@ export interface ZeromqOptions {
   readonly maxQueuedFrames?: number;
   /** Bound of each destination's queue in bytes; beyond it frames are dropped and counted. */
   readonly maxQueuedBytes?: number;
+  /** Most outbound connections open at once (default DEFAULT_MAX_PEERS); the least recently used goes. */
+  readonly maxPeers?: number;
   /** libzmq high-water mark of every socket, in messages (default DEFAULT_HIGH_WATER_MARK). */
   readonly highWaterMark?: number;
   /** Host put in `address` instead of the listen host (required when listening on `*`). */
@@ -105,7 +109,8 @@ export function isRevocable(transport: Transport): transport is Transport & Revo
  * stable kebab-case:
  * - `sent`, `delivered`, `admitted-peer` (a handshake ZAP let in), `rebind` (the server socket
  *   was replaced to close a revoked peer's connections);
- * - `dropped-*`: queue-full, send-error, no-handler, unadmitted-sender;
+ * - `dropped-*`: queue-full, send-error, evicted, no-handler, unadmitted-sender;
+ * - `evicted-peer`: an outbound connection closed to stay under maxPeers;
  * - `refused-send-*`: a SendRefusal, or unauthorized-peer (sent as "unknown-address");
  * - `refused-peer-*` (ZAP): unauthorized, revoked, bad-key, not-curve, bad-request, authorize-error;
  * - `refused-handshake-*`: protocol, other (ZMTP-level failures, e.g. a non-CURVE client);
@@ -161,6 +166,7 @@ export function zeromq(opts: ZeromqOptions): (services: TransportServices) => Pr
     maxFrameBytes: opts.maxFrameBytes ?? MAX_FRAME_BYTES,
     maxQueuedFrames: opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES,
     maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+    maxPeers: opts.maxPeers ?? DEFAULT_MAX_PEERS,
     highWaterMark: opts.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
     reconnectIntervalMs: opts.reconnectIntervalMs ?? DEFAULT_RECONNECT_INTERVAL_MS,
   };
@@ -176,7 +182,12 @@ export function zeromq(opts: ZeromqOptions): (services: TransportServices) => Pr
 type Limits = Required<
   Pick<
     ZeromqOptions,
-    "maxFrameBytes" | "maxQueuedFrames" | "maxQueuedBytes" | "highWaterMark" | "reconnectIntervalMs"
+    | "maxFrameBytes"
+    | "maxQueuedFrames"
+    | "maxQueuedBytes"
+    | "maxPeers"
+    | "highWaterMark"
+    | "reconnectIntervalMs"
   >
 >;
 
@@ -354,6 +365,7 @@ async function open(
     curveSecretKey,
     maxQueuedFrames: limits.maxQueuedFrames,
     maxQueuedBytes: limits.maxQueuedBytes,
+    maxPeers: limits.maxPeers,
     highWaterMark: limits.highWaterMark,
     reconnectIntervalMs: limits.reconnectIntervalMs,
     header: VERSION_PART,
