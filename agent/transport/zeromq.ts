@@ -60,7 +60,7 @@ export const DEFAULT_MAX_PEERS = 1_024;
 /** Default libzmq queue (high-water mark) of each socket, in messages. */
 export const DEFAULT_HIGH_WATER_MARK = 1_000;
 /** Default wait between reconnect attempts of a Dealer. */
-export const DEFAULT_RECONNECT_INTERVAL_MS = 100;
+export const DEFAULT_ZEROMQ_RECONNECT_INTERVAL_MS = 100;
 
 /** Options of the ZeroMQ transport. */
 export interface ZeromqOptions {
@@ -86,7 +86,7 @@ export interface ZeromqOptions {
   readonly highWaterMark?: number;
   /** Host put in `address` instead of the listen host (required when listening on `*`). */
   readonly advertiseHost?: string;
-  /** Wait between a Dealer's reconnect attempts (default DEFAULT_RECONNECT_INTERVAL_MS). */
+  /** Wait between a Dealer's reconnect attempts (default DEFAULT_ZEROMQ_RECONNECT_INTERVAL_MS). */
   readonly reconnectIntervalMs?: number;
 }
 
@@ -168,7 +168,7 @@ export function zeromq(opts: ZeromqOptions): (services: TransportServices) => Pr
     maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
     maxPeers: opts.maxPeers ?? DEFAULT_MAX_PEERS,
     highWaterMark: opts.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
-    reconnectIntervalMs: opts.reconnectIntervalMs ?? DEFAULT_RECONNECT_INTERVAL_MS,
+    reconnectIntervalMs: opts.reconnectIntervalMs ?? DEFAULT_ZEROMQ_RECONNECT_INTERVAL_MS,
   };
   for (const [name, value] of Object.entries(limits)) {
     if (!(Number.isInteger(value) && value >= (name === "maxFrameBytes" ? 0 : 1))) {
