@@ -1,0 +1,201 @@
+/**
+ * `npm run mesh`: boot a real local mesh and use it, then clean up. Every node is a separate
+ * `ringd` process with its own key, its LevelDB state and its CURVE-encrypted ZeroMQ sockets on
+ * 127.0.0.1; every step is the real `ringctl`:
+ *
+ *   ringd init (a ring-0 seed) → ringd start → ringctl token create --ring 1 --uses N
+ *   → N × ringd join TOKEN --start → ringctl nodes → ringctl exec -- uname -a
+ *
+ * Options: --nodes N (default 3), --keep (leave the mesh running and print how to reach it),
+ * --json (one JSON summary on stdout). Exit 0 when every node joined and answered the command.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: "string", default: "3" },
+    keep: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  process.stdout.write(
+    "usage: npm run mesh -- [--nodes N] [--keep] [--json]\n\n" +
+      "Boot a ring-0 seed and N joined ring-1 nodes as real ringd processes on 127.0.0.1, list them,\n" +
+      "run a signed command on all of them, print the answers, and stop everything (unless --keep).\n",
+  );
+  process.exit(0);
+}
+const count = Number(values.nodes);
+if (!Number.isInteger(count) || count < 1 || count > 50) {
+  process.stderr.write(`--nodes must be a whole number from 1 to 50, not "${values.nodes}"\n`);
+  process.exit(2);
+}
+
+const ROOT = join(import.meta.dirname, "..");
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const dir = await mkdtemp(join(tmpdir(), "enjin-local-"));
+const basePort = 21_000 + Math.floor(Math.random() * 20_000);
+const children: ChildProcess[] = [];
+
+function run(
+  bin: "ringd" | "ringctl",
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "ctl", "bin", `${bin}.ts`), ...args],
+      { cwd: ROOT },
+      (err, stdout, stderr) =>
+        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
+    );
+  });
+}
+
+function daemon(args: string[]): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(ROOT, "ctl", "bin", "ringd.ts"), ...args, "--log-level", "warn"],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  children.push(child);
+  return child;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once("exit", () => resolve());
+          c.kill("SIGTERM");
+        }),
+    ),
+  );
+}
+
+let ok = false;
+const summary: Record<string, unknown> = { dir };
+try {
+  const seed = join(dir, "seed");
+  const init = await run("ringd", [
+    "init",
+    "--data-dir",
+    seed,
+    "--listen",
+    `127.0.0.1:${basePort}`,
+    "--name",
+    "seed",
+    "--json",
+  ]);
+  if (init.code !== 0) throw new Error(`ringd init failed: ${init.stderr}`);
+  const made = JSON.parse(init.stdout) as { meshId: string };
+  say(`1. ringd init: mesh ${made.meshId}, seed in ${seed}`);
+  daemon(["start", "--data-dir", seed]);
+  await until("the seed", async () =>
+    (await run("ringctl", ["status", "--data-dir", seed])).code === 0 ? true : undefined,
+  );
+  say("2. ringd start: the seed is up");
+  const token = await run("ringctl", [
+    "token",
+    "create",
+    "--data-dir",
+    seed,
+    "--ring",
+    "1",
+    "--tier",
+    "web",
+    "--uses",
+    String(count),
+    "--ttl",
+    "10m",
+  ]);
+  if (token.code !== 0) throw new Error(`ringctl token create failed: ${token.stderr}`);
+  say(`3. ringctl token create --ring 1 --tier web --uses ${count}: ${token.stdout.trim().slice(0, 40)}…`);
+  for (let i = 1; i <= count; i++) {
+    daemon([
+      "join",
+      token.stdout.trim(),
+      "--data-dir",
+      join(dir, `node${i}`),
+      "--listen",
+      `127.0.0.1:${basePort + 10 * i}`,
+      "--name",
+      `node${i}`,
+      "--start",
+    ]);
+  }
+  const nodes = await until("every node to join", async () => {
+    const r = await run("ringctl", ["nodes", "--data-dir", seed, "--json"]);
+    if (r.code !== 0) return undefined;
+    const listed = JSON.parse(r.stdout).nodes as { state: string }[];
+    return listed.filter((n) => n.state === "alive").length === count + 1 ? listed : undefined;
+  });
+  summary.nodes = nodes.length;
+  say(`4. ringd join TOKEN --start × ${count}: ringctl nodes on the seed shows`);
+  say((await run("ringctl", ["nodes", "--data-dir", seed])).stdout.trimEnd().replace(/^/gm, "     "));
+  const exec = await run("ringctl", [
+    "exec",
+    "--data-dir",
+    seed,
+    "--json",
+    "--timeout",
+    "20s",
+    "--",
+    "uname",
+    "-sr",
+  ]);
+  const out = JSON.parse(exec.stdout || "{}") as {
+    results?: { fingerprint: string; exitCode: number; stdout: string; verified: boolean }[];
+    missing?: unknown[];
+  };
+  const results = out.results ?? [];
+  summary.answers = results.length;
+  summary.missing = out.missing?.length ?? count + 1;
+  say("5. ringctl exec -- uname -sr: answers, each signed by its node and verified by ringctl:");
+  for (const r of results)
+    say(
+      `     ${r.fingerprint.slice(8, 28)}  exit ${r.exitCode}  ${r.stdout.trim()}  ${r.verified ? "verified" : "NOT VERIFIED"}`,
+    );
+  ok =
+    exec.code === 0 && results.length === count + 1 && results.every((r) => r.verified && r.exitCode === 0);
+  if (values.keep) {
+    say(`\nthe mesh keeps running; try: npx tsx ctl/bin/ringctl.ts nodes --data-dir ${seed}`);
+    say(`stop it with: kill ${children.map((c) => c.pid).join(" ")}`);
+  }
+} catch (err) {
+  say(`FAILED: ${(err as Error).message}`);
+} finally {
+  if (!values.keep) {
+    await stopAll();
+    await rm(dir, { recursive: true, force: true });
+    say("6. stopped every ringd (SIGTERM: each left the mesh) and removed the state");
+  }
+}
+summary.ok = ok;
+if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+else
+  process.stdout.write(
+    `${ok ? "OK" : "FAILED"}: ${count} node(s) joined a seed and answered a signed command\n`,
+  );
+process.exit(ok ? 0 : 1);
