@@ -27,8 +27,8 @@ import { connectDaemon, DAEMON_OPTIONS } from "./daemon-client.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 
-/** The operator's key file option. */
-const KEY_OPTION: Record<string, OptionSpec> = {
+/** The operator's key file option (shared by every command that signs). */
+export const KEY_OPTION: Record<string, OptionSpec> = {
   key: {
     type: "string",
     valueName: "FILE",
@@ -50,7 +50,8 @@ export function parseDuration(text: string, what: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-async function operatorKey(ctx: CommandContext): Promise<Identity> {
+/** The operator's key: --key, ENJIN_OPERATOR_KEY, or <dataDir>/operator.key. */
+export async function operatorKey(ctx: CommandContext): Promise<Identity> {
   let path = ctx.values.key as string | undefined;
   path ??= ctx.io.env.ENJIN_OPERATOR_KEY;
   if (path === undefined) {
@@ -71,12 +72,13 @@ async function operatorKey(ctx: CommandContext): Promise<Identity> {
   return id;
 }
 
-async function call(
+/** One call to the local ringd's control socket. */
+export async function call(
   ctx: CommandContext,
   method: string,
   params: unknown = {},
   onProgress?: (p: unknown) => void,
-) {
+): Promise<Record<string, unknown>> {
   const client = await connectDaemon(ctx);
   try {
     return (await client.call(method, params, onProgress)) as Record<string, unknown>;

@@ -4,6 +4,7 @@
  */
 import type { ProgramSpec } from "./cli.ts";
 import { meshCommands } from "./ringctl-mesh.ts";
+import { trustCommands } from "./ringctl-trust.ts";
 import { versionCommand } from "./version.ts";
 
 /** The ringctl program. */
@@ -16,5 +17,5 @@ export const ringctl: ProgramSpec = {
     "'ringctl <noun> <verb>'. Results go to stdout, as text or, with --json, as one JSON object; " +
     "progress and errors go to stderr. The exit status says what happened (see EXIT STATUS in " +
     "each command's help, and docs/cli.md).",
-  commands: [...meshCommands, versionCommand("ringctl")],
+  commands: [...meshCommands, ...trustCommands, versionCommand("ringctl")],
 };

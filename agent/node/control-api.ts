@@ -61,6 +61,7 @@ const envelopeParam = v.strictObject({
   waitMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_COMMAND_WAIT_MS))),
 });
 const tokenId = v.strictObject({ id: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/)) });
+const keyParam = v.strictObject({ key: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)) });
 
 /** The handlers, by method name. */
 export function controlHandlers(daemon: Daemon): Record<string, ControlHandler> {
@@ -110,6 +111,24 @@ export function controlHandlers(daemon: Daemon): Record<string, ControlHandler> 
       if (!daemon.node.relay(bytes)) throw new RelayRefusedError(`refused: ${newRejections(before, daemon)}`);
       return { accepted: true, id: envelopeIdKey(bytes) };
     },
+    "trust.certificate": (params) => {
+      const { key } = parse(keyParam, params, "trust.certificate");
+      const env = daemon.certificates.get(key);
+      if (env === undefined) throw new NotAvailableError(`this node holds no certificate for ${key}`);
+      const c = decodeCertificate(decodeEnvelope(env));
+      return {
+        subject: key,
+        issuer: keyHex(c.issuer),
+        ring: c.ring,
+        roles: c.roles,
+        compartment: c.compartment,
+        tiers: c.tiers,
+        serial: c.serial,
+        notBeforeMs: c.notBeforeMs,
+        expiresMs: c.expiresMs,
+        revoked: daemon.node.trust.isRevoked(key),
+      };
+    },
     "command.submit": async (params, ctx) => {
       const { envelope, waitMs } = parse(envelopeParam, params, "command.submit");
       const bytes = bytesOf(envelope);
@@ -119,7 +138,10 @@ export function controlHandlers(daemon: Daemon): Record<string, ControlHandler> 
       const command = decodePayload(MessageType.Command, env.payload);
       const id = envelopeIdKey(bytes);
       const expected = nodesView(daemon).filter(
-        (n) => n.certificate !== null && selectorMatches(command.selector, n.certificate.raw),
+        (n) =>
+          n.certificate !== null &&
+          n.state !== "revoked" &&
+          selectorMatches(command.selector, n.certificate.raw),
       );
       const answered = new Map<string, string>();
       let done: () => void = () => undefined;
