@@ -14,6 +14,11 @@ declare module "sodium-native" {
     crypto_auth_verify(mac: Uint8Array, input: Uint8Array, key: Uint8Array): boolean;
     crypto_core_ed25519_is_valid_point(p: Uint8Array): boolean;
     randombytes_buf(buf: Uint8Array): void;
+    crypto_secretbox_KEYBYTES: number;
+    crypto_secretbox_NONCEBYTES: number;
+    crypto_secretbox_MACBYTES: number;
+    crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
+    crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
     sodium_memcmp(a: Uint8Array, b: Uint8Array): boolean;
   }
   const sodium: SodiumNative;
