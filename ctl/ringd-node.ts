@@ -17,6 +17,7 @@ import {
 import { Daemon } from "../agent/node/daemon.ts";
 import { joinWithToken } from "../agent/node/join.ts";
 import { MeshState } from "../agent/node/mesh-state.ts";
+import { parseNatsJoinPeers } from "../agent/node/nats-link.ts";
 import { AlreadyInitializedError, initSeed } from "../agent/node/seed.ts";
 import { openStore } from "../agent/store/store.ts";
 import { decodeCertificate, decodeEnvelope, keyHex } from "../protocol/index.ts";
@@ -220,6 +221,7 @@ export const joinCommand: CommandSpec = {
         response.members
           .filter((m) => keyHex(m.node) !== keyHex(identity.publicKey))
           .map((m) => ({ id: keyHex(m.node), addr: m.addr, incarnation: m.incarnation })),
+        parseNatsJoinPeers(response.peers), // a NATS mesh's server, to fetch and pin at start
       );
       await saveConfig(cfg.dataDir, { ring: cert.ring, ...givenFields(ctx, cfg) });
       const meshId = (await state.mesh())!.meshId;

@@ -81,6 +81,7 @@ export async function admitJoiner(
   await daemon.state.putCertificate(certificate);
   if (!daemon.node.relay(certificate))
     throw new Error("the new certificate did not pass this node's own checks");
+  await daemon.natsLink?.refresh(); // on NATS, the server admits the joiner before it hears back
   await daemon.store.appendAudit(
     "join",
     { joiner: keyHex(joinerKey), ring: scope.ring, tiers: scope.tiers },
@@ -105,7 +106,7 @@ export async function admitJoiner(
     chain,
     revocations: (await daemon.state.revocations()).slice(0, MAX_BUNDLE_ENVELOPES),
     members: members.filter((m, i, all) => all.findIndex((x) => keyHex(x.node) === keyHex(m.node)) === i),
-    peers: [daemon.transport.address],
+    peers: daemon.natsLink?.joinPeers ?? [daemon.transport.address],
     sealedSecrets: new Uint8Array(),
     certificates: bundle,
   };

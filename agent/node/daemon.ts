@@ -31,6 +31,13 @@ import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
 import { serveJoins } from "./join.ts";
 import { type MeshIdentity, MeshState, type SelfStanding } from "./mesh-state.ts";
+import {
+  type DaemonTransport,
+  memberNodeKeys,
+  type NatsLink,
+  revokedSubjects,
+  startNatsLink,
+} from "./nats-link.ts";
 
 /** Gossip frames on real transports may be this large (results carry command output). */
 export const DAEMON_GOSSIP_FRAME_BYTES = 128 * 1024;
@@ -58,6 +65,7 @@ export class Daemon {
   #memberTimer: ReturnType<typeof setInterval> | undefined;
   #control: ControlServer | undefined;
   #join: ZeromqTransport | undefined;
+  #nats: NatsLink | undefined;
   readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
 
   private constructor(
@@ -69,7 +77,7 @@ export class Daemon {
     readonly self: SelfStanding,
     readonly selfCert: Certificate,
     readonly node: MeshNode,
-    readonly transport: ZeromqTransport,
+    readonly transport: DaemonTransport,
     readonly certificates: Map<string, Uint8Array>,
     readonly tokens: TokenIssuer | undefined,
     readonly info: DaemonInfo,
@@ -88,13 +96,37 @@ export class Daemon {
     const { host, port } = splitListen(config.listen);
     const advertiseHost = host === "0.0.0.0" || host === "*" ? primaryAddress() : host;
     let node: MeshNode | undefined;
-    const transport = await zeromq({
-      identity,
-      // Certified, unrevoked members only; before the node exists, the stored bundle decides.
-      authorize: (key) =>
-        node === undefined ? certificates.has(keyHex(key)) : node.trust.isTrusted(keyHex(key), Date.now()),
-      advertiseHost,
-    })({ listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port}` });
+    let nats: NatsLink | undefined;
+    let transport: DaemonTransport;
+    if (config.transport === "nats") {
+      const revokedAtStart = revokedSubjects(revocations);
+      nats = await startNatsLink({
+        dataDir: config.dataDir,
+        identity,
+        meshId: mesh.meshId,
+        mayServe: self.ring === 0,
+        listenHost: host === "*" ? "0.0.0.0" : host,
+        listenPort: port,
+        advertiseHost,
+        state,
+        // Certified, unrevoked nodes; before the node exists, the stored bundle decides.
+        allowedKeys: () =>
+          memberNodeKeys(certificates, (hex) =>
+            node === undefined ? !revokedAtStart.has(hex) : node.trust.isTrusted(hex, Date.now()),
+          ),
+        maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES,
+        log,
+      });
+      transport = nats.transport;
+    } else {
+      transport = await zeromq({
+        identity,
+        // Certified, unrevoked members only; before the node exists, the stored bundle decides.
+        authorize: (key) =>
+          node === undefined ? certificates.has(keyHex(key)) : node.trust.isTrusted(keyHex(key), Date.now()),
+        advertiseHost,
+      })({ listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port}` });
+    }
     const clock = systemClock();
     // A ring-N node sits on its parent's network (ring 0 for the seeds themselves).
     const networkRing = Math.max(0, self.ring - 1) as Ring;
@@ -109,6 +141,7 @@ export class Daemon {
       gossip: { maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES },
     });
     for (const rev of revocations) node.relay(rev);
+    await nats?.refresh(); // the server's keys, now from the full chain checks
 
     const canIssue = selfCert.roles.includes("issuer");
     let tokens: TokenIssuer | undefined;
@@ -151,6 +184,7 @@ export class Daemon {
       identity,
     );
     daemon.#join = join;
+    daemon.#nats = nats;
     daemon.#wire();
     if (join !== undefined && tokens !== undefined) {
       serveJoins(join, {
@@ -183,6 +217,9 @@ export class Daemon {
       if (kind === "certificate") {
         const cert = decodeCertificate(decodeEnvelope(envelope));
         this.certificates.set(keyHex(cert.subject), envelope);
+        void this.#nats
+          ?.refresh()
+          .catch((err) => log.error({ err }, "nats-server did not take a new member"));
         void state
           .putCertificate(envelope)
           .catch((err) => log.error({ err }, "could not persist a certificate"));
@@ -203,6 +240,11 @@ export class Daemon {
       for (const listener of this.#resultListeners) listener(r);
     });
     this.#memberTimer = setInterval(() => void this.saveMembers(), MEMBER_SAVE_INTERVAL_MS);
+  }
+
+  /** The NATS link (transport "nats"), or undefined on ZeroMQ. */
+  get natsLink(): NatsLink | undefined {
+    return this.#nats;
   }
 
   /** Listen to every signed result this node hears; returns the function that stops listening. */
@@ -257,6 +299,7 @@ export class Daemon {
     await this.#control?.close();
     await this.node.stop();
     await this.#join?.close();
+    await this.#nats?.close();
     await this.store.close();
   }
 }

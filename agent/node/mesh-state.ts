@@ -33,6 +33,19 @@ export interface SelfStanding {
   readonly chain: readonly Uint8Array[];
 }
 
+/**
+ * Where a NATS node reaches its mesh's nats-server: the URL and the sha256 of the server's
+ * certificate, both from the issuer's signed JoinResponse, and the certificate itself once fetched
+ * and checked against that digest.
+ */
+export interface StoredNatsLink {
+  readonly url: string;
+  /** Lowercase hex sha256 of the certificate's DER bytes. */
+  readonly caSha256: string;
+  /** The certificate (PEM), once fetched and found to match caSha256. */
+  readonly caPem?: string;
+}
+
 /** A member as last seen. */
 export interface KnownMember {
   readonly id: string;
@@ -52,6 +65,12 @@ const envelopeSchema = v.strictObject({ envelope: b64 });
 const memberSchema = v.strictObject({
   addr: v.pipe(v.string(), v.maxLength(1_024)),
   incarnation: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+
+const natsLinkSchema = v.strictObject({
+  url: v.pipe(v.string(), v.maxLength(1_024)),
+  caSha256: hex64,
+  caPem: v.optional(v.pipe(v.string(), v.maxLength(16_384))),
 });
 
 const toB64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
@@ -92,7 +111,8 @@ export class MeshState {
 
   /**
    * Record membership of a mesh in one batch: the root, this node's standing, every certificate of
-   * its chain and of the bundle, the revocations, and the members to contact first.
+   * its chain and of the bundle, the revocations, the members to contact first, and (for NATS) where
+   * the mesh's nats-server is.
    */
   async establish(
     rootKey: Uint8Array,
@@ -100,6 +120,7 @@ export class MeshState {
     bundle: readonly Uint8Array[],
     revocations: readonly Uint8Array[],
     members: readonly KnownMember[],
+    natsLink?: StoredNatsLink,
   ): Promise<void> {
     const ops: StoreOp[] = [
       {
@@ -118,7 +139,22 @@ export class MeshState {
     for (const env of [...self.chain, self.certificate, ...bundle]) ops.push(certificateOp(env));
     for (const env of revocations) ops.push(revocationOp(env));
     for (const m of members) ops.push(memberOp(m));
+    if (natsLink !== undefined) ops.push(natsLinkOp(natsLink));
     await this.store.batch(ops);
+  }
+
+  /** Where this node reaches the mesh's nats-server, or undefined (a seed, or a ZeroMQ join). */
+  async natsLink(): Promise<StoredNatsLink | undefined> {
+    const link = await this.store.getJson("trust", "nats", natsLinkSchema);
+    if (link === undefined) return undefined;
+    return link.caPem === undefined
+      ? { url: link.url, caSha256: link.caSha256 }
+      : { url: link.url, caSha256: link.caSha256, caPem: link.caPem };
+  }
+
+  /** Remember (or update) where this node reaches the mesh's nats-server. */
+  async putNatsLink(link: StoredNatsLink): Promise<void> {
+    await this.store.batch([natsLinkOp(link)]);
   }
 
   /** Remember a checked certificate (keyed by subject; a newer serial replaces an older one). */
@@ -173,6 +209,10 @@ function revocationOp(envelope: Uint8Array): StoreOp {
     key: `revocation:${subject}`,
     value: { envelope: toB64(envelope) },
   };
+}
+
+function natsLinkOp(link: StoredNatsLink): StoreOp {
+  return { type: "put", sublevel: "trust", key: "nats", value: { ...link } };
 }
 
 function memberOp(m: KnownMember): StoreOp {
