@@ -152,7 +152,9 @@ export const startCommand: CommandSpec = {
   description:
     "Open the node's state in the data directory, rejoin the mesh from what it holds (no token is " +
     "needed after the first join), and serve: gossip and membership on the peer address, joins on " +
-    "the next port when the node may issue certificates, and ringctl on the control socket. Logs " +
+    "the next port when the node may issue certificates, and ringctl on the control socket. With " +
+    "--transport nats, a ring-0 seed runs nats-server on the port after that (state in <dataDir>/nats) " +
+    "and every other node connects to the server its issuer named at join. Logs " +
     "go to stderr as JSON (or --log-file). SIGTERM or SIGINT leaves the mesh gracefully.",
   options: nodeOptions,
   jsonOutput:

@@ -198,6 +198,21 @@ function natsOnly(): void {
       expect(status.transport.disconnects).toBeGreaterThanOrEqual(1);
     }, wait);
   });
+
+  it("SIGTERM stops the seed and its nats-server with it", async () => {
+    const pidFile = join(dir, "seed", NATS_DATA_DIR, NATS_PID_FILE);
+    const pid = Number.parseInt(await readFile(pidFile, "utf8"), 10);
+    expect(() => process.kill(pid, 0)).not.toThrow();
+    const seed = daemons.get("seed")!;
+    const exited = new Promise((resolve) => seed.once("exit", resolve));
+    seed.kill("SIGTERM");
+    await exited;
+    expect(seed.exitCode).toBe(0);
+    await eventually(async () => {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "gone");
+      expect(stat === "gone" || / Z /.test(stat)).toBe(true); // exited (perhaps not yet reaped)
+    }, wait);
+  });
 }
 
 for (const [index, name] of TRANSPORTS.entries()) {
