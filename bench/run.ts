@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark in one run, each reported beside a baseline measured in the same
  * run (raw verify rate, published figures of Serf and memberlist for the simulated ones), with the
  * machine and the date. Prints a readable summary on stderr and the whole record as JSON on stdout
- * (`npm run bench > result.json`); docs/BENCHMARKS.md holds the recorded runs.
+ * (`npm run -s bench > result.json`); docs/BENCHMARKS.md holds the recorded runs.
  *
  * `--quick` shortens the runs (fewer passes and trials) for a smoke check.
  */
