@@ -18,6 +18,7 @@ import { Daemon } from "../agent/node/daemon.ts";
 import { joinWithToken } from "../agent/node/join.ts";
 import { MeshState } from "../agent/node/mesh-state.ts";
 import { parseNatsJoinPeers } from "../agent/node/nats-link.ts";
+import { openRingSecret } from "../agent/node/ring-secret.ts";
 import { AlreadyInitializedError, initSeed } from "../agent/node/seed.ts";
 import { openStore } from "../agent/store/store.ts";
 import { decodeCertificate, decodeEnvelope, keyHex } from "../protocol/index.ts";
@@ -224,6 +225,7 @@ export const joinCommand: CommandSpec = {
           .filter((m) => keyHex(m.node) !== keyHex(identity.publicKey))
           .map((m) => ({ id: keyHex(m.node), addr: m.addr, incarnation: m.incarnation })),
         parseNatsJoinPeers(response.peers), // a NATS mesh's server, to fetch and pin at start
+        openRingSecret(response.sealedSecrets, identity), // sealed to this node's key alone
       );
       await saveConfig(cfg.dataDir, { ring: cert.ring, ...givenFields(ctx, cfg) });
       const meshId = (await state.mesh())!.meshId;

@@ -14,6 +14,9 @@ declare module "sodium-native" {
     crypto_auth_verify(mac: Uint8Array, input: Uint8Array, key: Uint8Array): boolean;
     crypto_core_ed25519_is_valid_point(p: Uint8Array): boolean;
     randombytes_buf(buf: Uint8Array): void;
+    crypto_box_SEALBYTES: number;
+    crypto_box_seal(c: Uint8Array, m: Uint8Array, pk: Uint8Array): void;
+    crypto_box_seal_open(m: Uint8Array, c: Uint8Array, pk: Uint8Array, sk: Uint8Array): boolean;
     crypto_secretbox_KEYBYTES: number;
     crypto_secretbox_NONCEBYTES: number;
     crypto_secretbox_MACBYTES: number;

@@ -18,6 +18,7 @@ import {
   type Role,
 } from "../../protocol/index.ts";
 import type { Daemon } from "./daemon.ts";
+import { sealRingSecret } from "./ring-secret.ts";
 import { CLOCK_SLACK_MS } from "./seed.ts";
 
 /** How long a joined node's certificate is valid, at most (it never outlives its issuer's). */
@@ -107,7 +108,7 @@ export async function admitJoiner(
     revocations: (await daemon.state.revocations()).slice(0, MAX_BUNDLE_ENVELOPES),
     members: members.filter((m, i, all) => all.findIndex((x) => keyHex(x.node) === keyHex(m.node)) === i),
     peers: daemon.natsLink?.joinPeers ?? [daemon.transport.address],
-    sealedSecrets: new Uint8Array(),
+    sealedSecrets: sealRingSecret(daemon.ringSecret, joinerKey),
     certificates: bundle,
   };
 }

@@ -25,12 +25,13 @@ import type { DaemonConfig } from "../daemon/config-fields.ts";
 import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
 import { type DeliveredResult, MeshNode } from "../mesh-node.ts";
 import type { NodeStore } from "../store/store.ts";
+import { sealed } from "../transport/sealed.ts";
 import { type ZeromqTransport, zeromq } from "../transport/zeromq.ts";
 import { admitJoiner } from "./admit.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
 import { serveJoins } from "./join.ts";
-import { type MeshIdentity, MeshState, type SelfStanding } from "./mesh-state.ts";
+import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
 import {
   type DaemonTransport,
   memberNodeKeys,
@@ -82,6 +83,8 @@ export class Daemon {
     readonly tokens: TokenIssuer | undefined,
     readonly info: DaemonInfo,
     readonly identity: import("../../protocol/index.ts").Identity,
+    /** The secret sealing every frame of this node's network (handed, sealed, to joiners). */
+    readonly ringSecret: Uint8Array,
   ) {}
 
   /** Open the store, join the mesh again from what it holds, and serve. */
@@ -93,6 +96,11 @@ export class Daemon {
     const selfCert = decodeCertificate(decodeEnvelope(self.certificate));
     const certificates = await state.certificates();
     const revocations = await state.revocations();
+    const ringSecret = await state.ringSecret();
+    if (ringSecret === undefined)
+      throw new NotInitializedError(
+        `${config.dataDir} holds no ring secret (it was made by an older ringd): make a new seed with 'ringd init', or join again with a new token`,
+      );
     const { host, port } = splitListen(config.listen);
     const advertiseHost = host === "0.0.0.0" || host === "*" ? primaryAddress() : host;
     let node: MeshNode | undefined;
@@ -135,7 +143,8 @@ export class Daemon {
       ring: networkRing,
       rootKey: mesh.rootKey,
       certificates: (hex) => certificates.get(hex),
-      transport,
+      // Every frame sealed with the ring secret: brokers and relays carry only ciphertext.
+      transport: sealed(transport, ringSecret),
       clock,
       rng: seededRng((Math.random() * 2 ** 31) | 0),
       gossip: { maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES },
@@ -182,6 +191,7 @@ export class Daemon {
       tokens,
       info,
       identity,
+      ringSecret,
     );
     daemon.#join = join;
     daemon.#nats = nats;

@@ -62,6 +62,7 @@ const selfSchema = v.strictObject({
   chain: v.pipe(v.array(b64), v.maxLength(8)),
 });
 const envelopeSchema = v.strictObject({ envelope: b64 });
+const ringSecretSchema = v.strictObject({ secret: v.pipe(v.string(), v.base64(), v.length(44)) });
 const memberSchema = v.strictObject({
   addr: v.pipe(v.string(), v.maxLength(1_024)),
   incarnation: v.pipe(v.number(), v.integer(), v.minValue(0)),
@@ -98,6 +99,12 @@ export class MeshState {
     return { ring: s.ring as Ring, certificate: fromB64(s.certificate), chain: s.chain.map(fromB64) };
   }
 
+  /** The secret that seals this node's network's frames, or undefined (state from before sealing). */
+  async ringSecret(): Promise<Uint8Array | undefined> {
+    const r = await this.store.getJson("trust", "ring-secret", ringSecretSchema);
+    return r === undefined ? undefined : fromB64(r.secret);
+  }
+
   /** Both, or NotInitializedError naming the fix. */
   async require(dataDir: string): Promise<{ mesh: MeshIdentity; self: SelfStanding }> {
     const [mesh, self] = await Promise.all([this.mesh(), this.self()]);
@@ -121,6 +128,7 @@ export class MeshState {
     revocations: readonly Uint8Array[],
     members: readonly KnownMember[],
     natsLink?: StoredNatsLink,
+    ringSecret?: Uint8Array,
   ): Promise<void> {
     const ops: StoreOp[] = [
       {
@@ -136,6 +144,8 @@ export class MeshState {
         value: { ring: self.ring, certificate: toB64(self.certificate), chain: self.chain.map(toB64) },
       },
     ];
+    if (ringSecret !== undefined)
+      ops.push({ type: "put", sublevel: "trust", key: "ring-secret", value: { secret: toB64(ringSecret) } });
     for (const env of [...self.chain, self.certificate, ...bundle]) ops.push(certificateOp(env));
     for (const env of revocations) ops.push(revocationOp(env));
     for (const m of members) ops.push(memberOp(m));

@@ -16,6 +16,7 @@ import {
 } from "../../protocol/index.ts";
 import { loadOrCreateKeyFile } from "../store/key-file.ts";
 import type { NodeStore } from "../store/store.ts";
+import { newRingSecret } from "../transport/sealed.ts";
 import { MeshState } from "./mesh-state.ts";
 
 /** File of the mesh's root key inside the seed's data directory. */
@@ -105,6 +106,8 @@ export async function initSeed(opts: SeedOptions): Promise<SeedResult> {
     [operatorCertificate],
     [],
     [],
+    undefined,
+    newRingSecret(),
   );
   return {
     meshId: fingerprint(root.publicKey),

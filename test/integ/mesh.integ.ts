@@ -167,7 +167,13 @@ function natsOnly(): void {
     const nc = await connect(options);
     try {
       let heard = 0;
-      nc.subscribe(natsSubject(mesh, defaultNatsAddress(victim.publicKey)), { callback: () => heard++ });
+      const raw: Uint8Array[] = [];
+      nc.subscribe(natsSubject(mesh, defaultNatsAddress(victim.publicKey)), {
+        callback: (_err, msg) => {
+          heard++;
+          raw.push(msg.data);
+        },
+      });
       // ... but the server refuses it the seed's subject.
       let refused: Error | undefined;
       nc.subscribe(natsSubject(mesh, defaultNatsAddress(seedKey.publicKey)), {
@@ -178,6 +184,18 @@ function natsOnly(): void {
       await nc.flush();
       await eventually(() => expect(String(refused)).toMatch(/permissions violation/i), wait);
       await eventually(() => expect(heard).toBeGreaterThan(0), wait);
+      // What the broker carries is sealed with the ring secret: no frame shows a member's key, which
+      // every unsealed envelope carries in the clear, nor the frame version byte in front.
+      const members = await Promise.all(
+        ["seed", "n1", "n2", "n3", "n4", "n5"].map(
+          async (n) => (await readKeyFile(join(dir, n, "node.key")))!,
+        ),
+      );
+      const keys = members.map((k) => Buffer.from(k.publicKey));
+      for (const bytes of raw) {
+        const b = Buffer.from(bytes);
+        expect(keys.some((k) => b.includes(k))).toBe(false);
+      }
 
       const revoked = await ctl(["revoke", fingerprint(victim.publicKey), "--reason", "test"]);
       expect(revoked.code, revoked.stderr).toBe(0);
@@ -405,6 +423,25 @@ for (const [index, name] of TRANSPORTS.entries()) {
         "back",
       ]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
+    });
+
+    it("ringctl revoke cuts a node off everywhere: listed as revoked, no longer expected or heard", async () => {
+      const victimKey = (await readKeyFile(join(dir, "n4", "node.key")))!;
+      const victim = { id: keyHex(victimKey.publicKey) };
+      const revoked = await ctl(["revoke", victim.id, "--reason", "test"]);
+      expect(revoked.code, revoked.stderr).toBe(0);
+      for (const node of ["seed", "n1", "n2", "n3"]) {
+        await eventually(async () => {
+          const seen = (await nodesSeenBy(node)).find((n) => n.id === victim.id);
+          expect(seen?.state).toBe("revoked");
+        }, wait);
+      }
+      const r = await ctl(["exec", "--json", "--timeout", "20s", "--", "true"]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { results: { node: string }[]; missing: unknown[] };
+      expect(out.results.map((x) => x.node)).not.toContain(victim.id);
+      expect(out.missing).toEqual([]);
+      expect(out.results).toHaveLength(NODES);
     });
 
     if (name === "nats") natsOnly();
