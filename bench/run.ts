@@ -105,7 +105,7 @@ if (values.mesh === true || meshOnly) {
         `real mesh ${nodes} nodes over ${transport}: exec round trip p50 ${r.exec.roundTripMs.p50} ms p99 ${r.exec.roundTripMs.p99} ms ` +
           `(raw NATS fan-out p50 ${r.exec.natsFanoutMs.p50} ms); join exit p50 ${r.join.joinExitMs.p50} ms; ` +
           `idle RSS ${r.memory.ringdMedian.rssMiB} MiB, private ${r.memory.ringdMedian.privateMiB} MiB; ` +
-          `start-to-ready p50 ${r.startToReady.ringdMs.p50} ms`,
+          `start-to-ready p50 ${r.startToReady.ringdMs.p50} ms; load average ${r.loadAverage.join(" → ")}`,
       );
     }
   }
