@@ -6,7 +6,8 @@
  *   ringd init (a ring-0 seed) → ringd start → ringctl token create --ring 1 --uses N
  *   → N × ringd join TOKEN --start → ringctl nodes → ringctl exec -- uname -a
  *
- * Options: --nodes N (default 3), --keep (leave the mesh running and print how to reach it),
+ * Options: --nodes N (default 3), --transport zeromq|nats (default zeromq; with nats the seed runs
+ * Debian's nats-server as its child), --keep (leave the mesh running and print how to reach it),
  * --json (one JSON summary on stdout). Exit 0 when every node joined and answered the command.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
@@ -18,6 +19,7 @@ import { parseArgs } from "node:util";
 const { values } = parseArgs({
   options: {
     nodes: { type: "string", default: "3" },
+    transport: { type: "string", default: "zeromq" },
     keep: { type: "boolean", default: false },
     json: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -25,7 +27,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    "usage: npm run mesh -- [--nodes N] [--keep] [--json]\n\n" +
+    "usage: npm run mesh -- [--nodes N] [--transport zeromq|nats] [--keep] [--json]\n\n" +
       "Boot a ring-0 seed and N joined ring-1 nodes as real ringd processes on 127.0.0.1, list them,\n" +
       "run a signed command on all of them, print the answers, and stop everything (unless --keep).\n",
   );
@@ -37,6 +39,11 @@ if (!Number.isInteger(count) || count < 1 || count > 50) {
   process.exit(2);
 }
 
+const transport = values.transport;
+if (transport !== "zeromq" && transport !== "nats") {
+  process.stderr.write(`--transport must be zeromq or nats, not "${transport}"\n`);
+  process.exit(2);
+}
 const ROOT = join(import.meta.dirname, "..");
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const dir = await mkdtemp(join(tmpdir(), "enjin-local-"));
@@ -106,6 +113,8 @@ try {
     `127.0.0.1:${basePort}`,
     "--name",
     "seed",
+    "--transport",
+    transport,
     "--json",
   ]);
   if (init.code !== 0) throw new Error(`ringd init failed: ${init.stderr}`);
@@ -142,6 +151,8 @@ try {
       `127.0.0.1:${basePort + 10 * i}`,
       "--name",
       `node${i}`,
+      "--transport",
+      transport,
       "--start",
     ]);
   }
