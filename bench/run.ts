@@ -101,6 +101,7 @@ if (values.mesh === true || meshOnly) {
       say(`real mesh: ${nodes} ringd nodes and a seed over ${transport} ...`);
       const r = await measureMesh({ nodes, transport, commands: quick ? 10 : 30, say: (l) => say(`  ${l}`) });
       mesh.push(r);
+      say(`  ${JSON.stringify(r)}`); // kept even if a later mesh fails
       say(
         `real mesh ${nodes} nodes over ${transport}: exec round trip p50 ${r.exec.roundTripMs.p50} ms p99 ${r.exec.roundTripMs.p99} ms ` +
           `(raw NATS fan-out p50 ${r.exec.natsFanoutMs.p50} ms); join exit p50 ${r.join.joinExitMs.p50} ms; ` +
