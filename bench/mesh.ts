@@ -142,6 +142,31 @@ function freePort(): Promise<number> {
 /** A failure that ends a wait at once (other errors of a probe mean "not yet"). */
 class Fatal extends Error {}
 
+/** Is `port` free on 127.0.0.1 right now? */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A node's listen port: free now, and so are the next two (a seed's join endpoint and a NATS seed's
+ * nats-server take port + 1 and + 2). Others' meshes on this machine pick random ports too.
+ */
+async function freeNodePort(taken: Set<number>): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await freePort();
+    if (port > 65_000 || [0, 1, 2].some((d) => taken.has(port + d))) continue;
+    if ((await portFree(port + 1)) && (await portFree(port + 2))) {
+      for (const d of [0, 1, 2]) taken.add(port + d);
+      return port;
+    }
+  }
+  throw new Error("no free port triple on 127.0.0.1");
+}
+
 async function until<T>(
   what: string,
   probe: () => Promise<T | undefined>,
@@ -348,7 +373,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
   const say = opts.say ?? (() => undefined);
   const procs = new Processes();
   const dir = await mkdtemp(join(tmpdir(), "enjin-bench-mesh-"));
-  const basePort = 21_000 + Math.floor(Math.random() * 20_000);
+  const taken = new Set<number>();
   const dataDir = (i: number) => join(dir, i === 0 ? "seed" : `n${i}`);
   const ringd = (args: string[]) => ["--import", "tsx", RINGD, ...args, "--log-level", "warn"];
   const daemons = new Map<number, ChildProcess>();
@@ -367,7 +392,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
       "--data-dir",
       dataDir(0),
       "--listen",
-      `127.0.0.1:${basePort}`,
+      `127.0.0.1:${await freeNodePort(taken)}`,
       "--name",
       "seed",
       "--transport",
@@ -414,13 +439,13 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
       return new Set(r.nodes.filter((n) => n.state === "alive").map((n) => n.id));
     };
     const nodeKey = async (i: number) => keyHex((await readKeyFile(join(dataDir(i), "node.key")))!.publicKey);
-    const joinArgs = (i: number) => [
+    const joinArgs = (i: number, port: number) => [
       "join",
       token,
       "--data-dir",
       dataDir(i),
       "--listen",
-      `127.0.0.1:${basePort + 10 * i}`,
+      `127.0.0.1:${port}`,
       "--name",
       `n${i}`,
       "--transport",
@@ -431,8 +456,9 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     const joinExitMs: number[] = [];
     const joinToAliveMs: number[] = [];
     for (let i = 1; i <= timedJoins; i++) {
+      const port = await freeNodePort(taken);
       const t0 = performance.now();
-      const joiner = procs.spawn(ringd(joinArgs(i)));
+      const joiner = procs.spawn(ringd(joinArgs(i, port)));
       const code = await exited(joiner);
       if (code !== 0) throw new Error(`ringd join n${i} exited ${code}: ${procs.tail(joiner)}`);
       joinExitMs.push(performance.now() - t0);
@@ -454,8 +480,9 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
       const ids = Array.from({ length: Math.min(batch, count - first + 1) }, (_, k) => first + k);
       await Promise.all(
         ids.map(async (i) => {
+          const port = await freeNodePort(taken);
           const t0 = performance.now();
-          const child = procs.spawn(ringd([...joinArgs(i), "--start"]), "pipe");
+          const child = procs.spawn(ringd([...joinArgs(i, port), "--start"]), "pipe");
           daemons.set(i, child);
           // Drain stdout for as long as the daemon runs, so that it never blocks on a full pipe.
           let text = "";
