@@ -85,8 +85,15 @@ export interface MeshResults {
     readonly answers: number;
     /** Commands that every node answered: submit → last result at the seed. */
     readonly roundTripMs: Percentiles;
-    /** Commands (warm-up included) that some node did not answer within 10 s. */
-    readonly incomplete: readonly { readonly answered: number; readonly missing: number }[];
+    /**
+     * Commands (warm-up included) that some node did not answer within 10 s, with the time from
+     * submit to the last result that did arrive.
+     */
+    readonly incomplete: readonly {
+      readonly answered: number;
+      readonly missing: number;
+      readonly lastResultMs: number;
+    }[];
     readonly natsRequestMs: Percentiles;
     readonly natsFanoutMs: Percentiles;
     /** The work itself: `answers` concurrent execFile("true") from one process, until all exit. */
@@ -533,7 +540,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     const operator = (await readKeyFile(join(dataDir(0), "operator.key")))!;
     const client: ControlClient = await connectControl(join(dataDir(0), "ringd.sock"));
     const roundTrip: number[] = [];
-    const incomplete: { answered: number; missing: number }[] = [];
+    const incomplete: { answered: number; missing: number; lastResultMs: number }[] = [];
     try {
       for (let c = 0; c < commands + 3; c++) {
         const now = Date.now();
@@ -550,16 +557,23 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
           }),
         );
         const t0 = performance.now();
-        const r = (await client.call("command.submit", {
-          envelope: Buffer.from(envelope).toString("base64"),
-          waitMs: COMMAND_WAIT_MS,
-        })) as { id: string; results: string[]; missing: unknown[] };
+        let lastResultAt = t0;
+        const r = (await client.call(
+          "command.submit",
+          { envelope: Buffer.from(envelope).toString("base64"), waitMs: COMMAND_WAIT_MS },
+          (p) => {
+            if ((p as { result?: string }).result !== undefined) lastResultAt = performance.now();
+          },
+        )) as { id: string; results: string[]; missing: unknown[] };
         const ms = performance.now() - t0;
         if (r.id !== envelopeIdKey(envelope)) throw new Error(`exec ${c}: the seed answered for ${r.id}`);
         // A command some node did not answer within waitMs is counted, not timed.
         if (r.results.length !== count + 1) {
-          incomplete.push({ answered: r.results.length, missing: r.missing.length });
-          say(`exec ${c}: ${r.results.length} of ${count + 1} answered within ${COMMAND_WAIT_MS} ms`);
+          const lastResultMs = Math.round((lastResultAt - t0) * 10) / 10;
+          incomplete.push({ answered: r.results.length, missing: r.missing.length, lastResultMs });
+          say(
+            `exec ${c}: ${r.results.length} of ${count + 1} answered within ${COMMAND_WAIT_MS} ms, the last after ${lastResultMs} ms`,
+          );
           continue;
         }
         if (c >= 3) roundTrip.push(ms); // the first few warm up
