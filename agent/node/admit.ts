@@ -19,7 +19,7 @@ import {
 } from "../../protocol/index.ts";
 import type { Daemon } from "./daemon.ts";
 import { sealRingSecret } from "./ring-secret.ts";
-import { CLOCK_SLACK_MS } from "./seed.ts";
+import { CLOCK_SLACK_MS, SEED_CERTIFICATE_TTL_MS } from "./seed.ts";
 
 /** How long a joined node's certificate is valid, at most (it never outlives its issuer's). */
 export const MEMBER_CERTIFICATE_TTL_MS = 365 * 24 * 3_600_000;
@@ -36,10 +36,18 @@ export function rolesForRing(ring: Ring): Role[] {
 
 /** Throw ScopeNotGrantableError unless this daemon may certify `ring` nodes with these labels. */
 export function checkGrantable(
-  daemon: Pick<Daemon, "selfCert">,
+  daemon: Pick<Daemon, "selfCert" | "root">,
   scope: { ring: Ring; tiers: readonly string[]; compartment: readonly string[] },
 ): void {
   const own = daemon.selfCert;
+  if (scope.ring === 0) {
+    // Only the root certifies ring 0: another seed joins where the mesh's root key is.
+    if (daemon.root === undefined)
+      throw new ScopeNotGrantableError(
+        "only the root key certifies ring-0 nodes: mint ring-0 tokens on the seed that holds the mesh's root.key",
+      );
+    return;
+  }
   if (!own.roles.includes("issuer"))
     throw new ScopeNotGrantableError("this node may not issue certificates (it has no issuer role)");
   if (scope.ring !== own.ring + 1)
@@ -67,17 +75,30 @@ export async function admitJoiner(
 ): Promise<JoinResponse> {
   checkGrantable(daemon, scope);
   const own = daemon.selfCert;
-  const certificate = issueCertificate(daemon.identity, {
-    subject: joinerKey,
-    issuer: daemon.identity.publicKey,
-    ring: scope.ring,
-    roles: rolesForRing(scope.ring),
-    compartment: scope.compartment.length > 0 ? [...scope.compartment] : [...own.compartment],
-    tiers: [...scope.tiers],
-    serial: nowMs,
-    notBeforeMs: Math.max(own.notBeforeMs, nowMs - CLOCK_SLACK_MS),
-    expiresMs: Math.min(own.expiresMs, nowMs + MEMBER_CERTIFICATE_TTL_MS),
-  });
+  const fromRoot = scope.ring === 0 && daemon.root !== undefined;
+  const certificate = fromRoot
+    ? issueCertificate(daemon.root!, {
+        subject: joinerKey,
+        issuer: daemon.root!.publicKey,
+        ring: 0,
+        roles: ["node", "issuer", "admin"],
+        compartment: [...scope.compartment],
+        tiers: [...scope.tiers],
+        serial: nowMs,
+        notBeforeMs: nowMs - CLOCK_SLACK_MS,
+        expiresMs: nowMs + SEED_CERTIFICATE_TTL_MS,
+      })
+    : issueCertificate(daemon.identity, {
+        subject: joinerKey,
+        issuer: daemon.identity.publicKey,
+        ring: scope.ring,
+        roles: rolesForRing(scope.ring),
+        compartment: scope.compartment.length > 0 ? [...scope.compartment] : [...own.compartment],
+        tiers: [...scope.tiers],
+        serial: nowMs,
+        notBeforeMs: Math.max(own.notBeforeMs, nowMs - CLOCK_SLACK_MS),
+        expiresMs: Math.min(own.expiresMs, nowMs + MEMBER_CERTIFICATE_TTL_MS),
+      });
   daemon.certificates.set(keyHex(joinerKey), certificate);
   await daemon.state.putCertificate(certificate);
   if (!daemon.node.relay(certificate))
@@ -89,7 +110,8 @@ export async function admitJoiner(
     nowMs,
   );
 
-  const chain = [...daemon.self.chain, daemon.self.certificate];
+  // Root-most first, up to the certificate's issuer: nothing above a root-issued certificate.
+  const chain = fromRoot ? [] : [...daemon.self.chain, daemon.self.certificate];
   const inChain = new Set(chain.map((c) => keyHex(decodeCertificate(decodeEnvelope(c)).subject)));
   inChain.add(keyHex(joinerKey));
   const bundle = [...daemon.certificates.entries()]

@@ -8,6 +8,7 @@
  * written back as it arrives.
  */
 import { networkInterfaces } from "node:os";
+import { join as joinPath } from "node:path";
 import type { Logger } from "pino";
 import { deriveTokenSealKey, TokenIssuer } from "../../bootstrap/index.ts";
 import {
@@ -24,6 +25,7 @@ import { systemClock } from "../clock.ts";
 import type { DaemonConfig } from "../daemon/config-fields.ts";
 import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
 import { type DeliveredResult, MeshNode } from "../mesh-node.ts";
+import { readKeyFile } from "../store/key-file.ts";
 import type { NodeStore } from "../store/store.ts";
 import { sealed } from "../transport/sealed.ts";
 import { type ZeromqTransport, zeromq } from "../transport/zeromq.ts";
@@ -39,6 +41,7 @@ import {
   revokedSubjects,
   startNatsLink,
 } from "./nats-link.ts";
+import { ROOT_KEY_FILE } from "./seed.ts";
 
 /** Gossip frames on real transports may be this large (results carry command output). */
 export const DAEMON_GOSSIP_FRAME_BYTES = 128 * 1024;
@@ -66,6 +69,8 @@ export class Daemon {
   #memberTimer: ReturnType<typeof setInterval> | undefined;
   #control: ControlServer | undefined;
   #join: ZeromqTransport | undefined;
+  /** The mesh's root key, on the seed that holds `root.key`: it alone certifies ring-0 joiners. */
+  root: import("../../protocol/index.ts").Identity | undefined;
   #nats: NatsLink | undefined;
   readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
 
@@ -193,6 +198,7 @@ export class Daemon {
       identity,
       ringSecret,
     );
+    daemon.root = await readKeyFile(joinPath(config.dataDir, ROOT_KEY_FILE));
     daemon.#join = join;
     daemon.#nats = nats;
     daemon.#wire();

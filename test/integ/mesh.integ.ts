@@ -444,6 +444,49 @@ for (const [index, name] of TRANSPORTS.entries()) {
       expect(out.results).toHaveLength(NODES);
     });
 
+    it("a second ring-0 seed joins with a root-signed ring-0 token and certifies ring-1 nodes itself", async () => {
+      const t0 = await ctl(["token", "create", "--ring", "0", "--ttl", "10m"]);
+      expect(t0.code, t0.stderr).toBe(0);
+      const s2 = await run("ringd", [
+        "join",
+        t0.stdout.trim(),
+        "--data-dir",
+        join(dir, "s2"),
+        "--listen",
+        `127.0.0.1:${BASE_PORT + 300}`,
+        "--transport",
+        transport,
+      ]);
+      expect(s2.code, s2.stderr).toBe(0);
+      expect(s2.stdout).toMatch(/as a ring-0 node/);
+      startDaemon("s2");
+      await eventually(async () => expect((await ctl(["status"], "s2")).code).toBe(0), wait);
+      // A ring-1 node certified by the second seed is trusted by the first one.
+      const t1 = await ctl(["token", "create", "--ring", "1", "--ttl", "10m"], "s2");
+      expect(t1.code, t1.stderr).toBe(0);
+      const n7 = await run("ringd", [
+        "join",
+        t1.stdout.trim(),
+        "--data-dir",
+        join(dir, "n7"),
+        "--listen",
+        `127.0.0.1:${BASE_PORT + 310}`,
+        "--transport",
+        transport,
+      ]);
+      expect(n7.code, n7.stderr).toBe(0);
+      startDaemon("n7");
+      const n7Key = keyHex((await readKeyFile(join(dir, "n7", "node.key")))!.publicKey);
+      const s2Key = keyHex((await readKeyFile(join(dir, "s2", "node.key")))!.publicKey);
+      await eventually(async () => {
+        const seen = await nodesSeenBy("seed");
+        expect(seen.find((n) => n.id === s2Key)?.state).toBe("alive");
+        expect(seen.find((n) => n.id === n7Key)?.state).toBe("alive");
+      }, wait);
+      // Only the seed holding the root key mints ring-0 tokens.
+      expect((await ctl(["token", "create", "--ring", "0"], "s2")).code).toBe(4);
+    });
+
     if (name === "nats") natsOnly();
   });
 }
