@@ -119,6 +119,9 @@ export interface DeliveredResult {
   readonly envelope: Uint8Array;
 }
 
+/** Commands (and results) remembered for routing results back up their tree. */
+export const MAX_RECENT_COMMANDS = 4_096;
+
 /** The largest application payload `publish` accepts (it must fit one gossip frame). */
 export const MAX_PUBLISH_BYTES = 1_024;
 
@@ -156,6 +159,14 @@ export class MeshNode {
   #onTrust: ((kind: "certificate" | "revocation", envelope: Uint8Array) => void) | undefined;
   /** The newest signed `dead` about each member we hold dead: sent along when we reconnect to it. */
   readonly #deathNotices = new Map<NodeId, { incarnation: number; envelope: Uint8Array }>();
+  /**
+   * For each recent command: the address it first came from (null where it entered the mesh). The
+   * first arrivals form a tree rooted at the node where the operator waits; results travel back up
+   * it hop by hop instead of being gossiped to everyone (N messages, not N²).
+   */
+  readonly #commandParents = new Map<string, string | null>();
+  /** Results already handled here, so a result that arrives twice goes up the tree once. */
+  readonly #resultsSeen = new Set<string>();
   /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
   #ownAlive: Uint8Array | undefined;
 
@@ -221,9 +232,9 @@ export class MeshNode {
     if (this.#stopped) throw new PublishRefusedError("the node is stopped");
     const envelope = this.#seal(MessageType.Result, result);
     const id = envelopeIdKey(envelope)!;
-    this.#gossipActions(this.gossip.handle({ type: "publish", id, envelope, priority: "app" }, this.#now()));
-    this.#reschedule();
+    this.#remember(this.#resultsSeen, id);
     this.#onResult?.({ id, sender: this.id, result, envelope });
+    this.#routeResult(id, envelope, messageIdKey(result.commandId), this.#gossipConfig.maxHops);
     return id;
   }
 
@@ -392,14 +403,29 @@ export class MeshNode {
           this.counters.inc("rejected:expired-command");
           return;
         }
+        this.#remember(
+          this.#commandParents,
+          msg.id,
+          fromAddr === this.#opts.transport.address ? null : fromAddr,
+        );
         this.#forward(msg, "app", now);
         this.#onCommand?.({ id: msg.id, sender, command, envelope: envelope.bytes.slice() });
         return;
       }
       case MessageType.Result: {
-        this.#forward(msg, "app", now);
+        if (this.#resultsSeen.has(msg.id)) {
+          this.counters.inc("duplicate-result");
+          return;
+        }
+        this.#remember(this.#resultsSeen, msg.id);
         const result = msg.payload as PayloadOf<typeof MessageType.Result>;
         this.#onResult?.({ id: msg.id, sender, result, envelope: envelope.bytes.slice() });
+        this.#routeResult(
+          msg.id,
+          envelope.bytes.slice(),
+          messageIdKey(result.commandId),
+          this.#gossipConfig.maxHops,
+        );
         return;
       }
       case MessageType.Digest:
@@ -412,6 +438,37 @@ export class MeshNode {
       }
       default:
         this.counters.inc(`ignored:type-${envelope.type}`);
+    }
+  }
+
+  /**
+   * Send a result one hop up its command's tree; at the root, stop; for a command this node never
+   * saw (it may have restarted), fall back to gossip.
+   */
+  #routeResult(id: string, envelope: Uint8Array, commandId: string, hops: number): void {
+    const parent = this.#commandParents.get(commandId);
+    if (parent === null) return;
+    if (parent !== undefined) {
+      const refused = this.#opts.transport.send(parent, encodeFrame([{ hops: 0, envelope }]));
+      if (refused === null) {
+        this.counters.inc("results-routed");
+        return;
+      }
+    }
+    this.counters.inc("results-gossiped");
+    this.#gossipActions(
+      this.gossip.handle({ type: "accepted", id, envelope, hops, from: null, priority: "app" }, this.#now()),
+    );
+    this.#reschedule();
+  }
+
+  /** Add to a bounded recent-set or map (oldest dropped past MAX_RECENT_COMMANDS). */
+  #remember<V>(into: Map<string, V> | Set<string>, key: string, value?: V): void {
+    if (into instanceof Map) into.set(key, value as V);
+    else into.add(key);
+    if (into.size > MAX_RECENT_COMMANDS) {
+      const oldest = into.keys().next().value;
+      if (oldest !== undefined) into.delete(oldest);
     }
   }
 

@@ -98,6 +98,11 @@ describe("signed commands on a simulated mesh", () => {
 
     for (const [, ids] of commandsSeen) expect(ids).toEqual([commandId]);
     expect(new Set(results.map((r) => r.sender)).size).toBe(N);
+    // Results went back up the tree the command's first arrivals formed, not to everyone: every
+    // node but the origin sent its own result up at least once, and nobody fell back to gossip.
+    const total = (k: string) => m.nodes.reduce((sum, n) => sum + n.node.counters.get(k), 0);
+    expect(total("results-gossiped")).toBe(0);
+    expect(total("results-routed")).toBeGreaterThanOrEqual(N - 1);
     for (const r of results) {
       // Each result verifies on its own, signed by the node that ran the command.
       const env = openEnvelope(r.envelope);
