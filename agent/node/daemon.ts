@@ -213,6 +213,10 @@ export class Daemon {
     }
     const members = (await state.members()).filter((m) => m.id !== info.nodeKey);
     node.start(members, { announce: true });
+    // Announce our own certificate (and its chain) too: a member that joined while our issuer's
+    // announcement was in flight would otherwise not know our key, and refuse what we send it —
+    // results routed up a command's tree through it included.
+    for (const env of [...self.chain, self.certificate]) node.relay(env);
     daemon.#control = await serveControl(config.controlSocket, controlHandlers(daemon));
     log.info(
       {
