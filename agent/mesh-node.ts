@@ -318,7 +318,9 @@ export class MeshNode {
     const ctx = {
       trust: this.trust,
       ring: this.#opts.ring,
-      hasSeen: (id: string) => this.gossip.hasSeen(id),
+      // Results routed up a command's tree are not in gossip's seen-set: check both, so a repeated
+      // result is dropped before its signature is checked, like every other duplicate.
+      hasSeen: (id: string) => this.gossip.hasSeen(id) || this.#resultsSeen.has(id),
       counters: this.counters,
       ...(this.#opts.verify === undefined ? {} : { verify: this.#opts.verify }),
     };
@@ -413,10 +415,6 @@ export class MeshNode {
         return;
       }
       case MessageType.Result: {
-        if (this.#resultsSeen.has(msg.id)) {
-          this.counters.inc("duplicate-result");
-          return;
-        }
         this.#remember(this.#resultsSeen, msg.id);
         const result = msg.payload as PayloadOf<typeof MessageType.Result>;
         this.#onResult?.({ id: msg.id, sender, result, envelope: envelope.bytes.slice() });

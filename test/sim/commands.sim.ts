@@ -103,6 +103,10 @@ describe("signed commands on a simulated mesh", () => {
     const total = (k: string) => m.nodes.reduce((sum, n) => sum + n.node.counters.get(k), 0);
     expect(total("results-gossiped")).toBe(0);
     expect(total("results-routed")).toBeGreaterThanOrEqual(N - 1);
+    // A result arriving again is a duplicate, dropped before its signature is checked.
+    const duplicatesBefore = m.nodes[0]!.node.counters.get("duplicate");
+    expect(m.nodes[0]!.node.relay(results[1]!.envelope)).toBe(false);
+    expect(m.nodes[0]!.node.counters.get("duplicate")).toBe(duplicatesBefore + 1);
     for (const r of results) {
       // Each result verifies on its own, signed by the node that ran the command.
       const env = openEnvelope(r.envelope);
