@@ -69,7 +69,7 @@ export function checkGrantable(
 export async function admitJoiner(
   daemon: Daemon,
   joinerKey: Uint8Array,
-  _name: string,
+  name: string,
   scope: { ring: Ring; tiers: readonly string[]; compartment: readonly string[] },
   nowMs: number,
 ): Promise<JoinResponse> {
@@ -106,7 +106,8 @@ export async function admitJoiner(
   await daemon.natsLink?.refresh(); // on NATS, the server admits the joiner before it hears back
   await daemon.store.appendAudit(
     "join",
-    { joiner: keyHex(joinerKey), ring: scope.ring, tiers: scope.tiers },
+    // The name the joiner asked for has no place in a certificate; the audit log keeps it.
+    { joiner: keyHex(joinerKey), name, ring: scope.ring, tiers: scope.tiers },
     nowMs,
   );
 

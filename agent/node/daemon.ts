@@ -15,6 +15,7 @@ import {
   type Certificate,
   decodeCertificate,
   decodeEnvelope,
+  decodeRevocation,
   fingerprint,
   keyHex,
   messageIdFromKey,
@@ -247,7 +248,7 @@ export class Daemon {
         void state
           .putRevocation(envelope)
           .catch((err) => log.error({ err }, "could not persist a revocation"));
-        const subject = decodeEnvelope(envelope).payload.subarray(0, 32);
+        const { subject } = decodeRevocation(decodeEnvelope(envelope));
         void this.transport
           .revoke(subject)
           .catch((err) => log.warn({ err }, "could not close a revoked peer"));
