@@ -36,3 +36,15 @@ export class UnenforceableLimitError extends SuperviseError {
 export class ChildStartError extends SuperviseError {
   override readonly reason = "child-start-failed";
 }
+/** No child of that name is supervised on this node. */
+export class UnknownChildError extends SuperviseError {
+  override readonly reason = "unknown-child";
+}
+/** The supervisor's own configuration (port range, directories, intervals) is unusable. */
+export class SupervisorConfigError extends SuperviseError {
+  override readonly reason = "supervisor-config";
+}
+/** The supervisor was closed; open a new one on the store to go on. */
+export class SupervisorClosedError extends SuperviseError {
+  override readonly reason = "supervisor-closed";
+}
