@@ -48,3 +48,11 @@ export class SupervisorConfigError extends SuperviseError {
 export class SupervisorClosedError extends SuperviseError {
   override readonly reason = "supervisor-closed";
 }
+/** A saved handle's state is not one this driver can read (wrong driver, unknown version, bad fields). */
+export class HandleStateError extends SuperviseError {
+  override readonly reason = "handle-state";
+}
+/** The operation needs the child stopped (cleanup), but it is still running. */
+export class ChildRunningError extends SuperviseError {
+  override readonly reason = "child-running";
+}
