@@ -29,19 +29,12 @@ import { type DeliveredResult, MeshNode } from "../mesh-node.ts";
 import { readKeyFile } from "../store/key-file.ts";
 import type { NodeStore } from "../store/store.ts";
 import { sealed } from "../transport/sealed.ts";
-import { type ZeromqTransport, zeromq } from "../transport/zeromq.ts";
+import type { ZeromqTransport } from "../transport/zeromq.ts";
 import { admitJoiner } from "./admit.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
-import { serveJoins } from "./join.ts";
 import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
-import {
-  type DaemonTransport,
-  memberNodeKeys,
-  type NatsLink,
-  revokedSubjects,
-  startNatsLink,
-} from "./nats-link.ts";
+import type { DaemonTransport, NatsLink } from "./nats-link.ts";
 import { ROOT_KEY_FILE } from "./seed.ts";
 
 /** Gossip frames on real transports may be this large (results carry command output). */
@@ -112,7 +105,10 @@ export class Daemon {
     let node: MeshNode | undefined;
     let nats: NatsLink | undefined;
     let transport: DaemonTransport;
+    // Each transport's library is loaded only when this node uses it (start-up time and memory:
+    // nats.js and nkeys on a ZeroMQ node, libzmq on a NATS node that issues nothing).
     if (config.transport === "nats") {
+      const { memberNodeKeys, revokedSubjects, startNatsLink } = await import("./nats-link.ts");
       const revokedAtStart = revokedSubjects(revocations);
       nats = await startNatsLink({
         dataDir: config.dataDir,
@@ -133,6 +129,7 @@ export class Daemon {
       });
       transport = nats.transport;
     } else {
+      const { zeromq } = await import("../transport/zeromq.ts");
       transport = await zeromq({
         identity,
         // Certified, unrevoked members only; before the node exists, the stored bundle decides.
@@ -161,7 +158,10 @@ export class Daemon {
     const canIssue = selfCert.roles.includes("issuer");
     let tokens: TokenIssuer | undefined;
     let join: ZeromqTransport | undefined;
+    let serveJoins: typeof import("./join.ts").serveJoins | undefined;
     if (canIssue) {
+      const { zeromq } = await import("../transport/zeromq.ts");
+      ({ serveJoins } = await import("./join.ts"));
       join = await zeromq({ identity, authorize: () => true, advertiseHost })({
         listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port === 0 ? 0 : port + 1}`,
       });
@@ -203,7 +203,7 @@ export class Daemon {
     daemon.#join = join;
     daemon.#nats = nats;
     daemon.#wire();
-    if (join !== undefined && tokens !== undefined) {
+    if (join !== undefined && tokens !== undefined && serveJoins !== undefined) {
       serveJoins(join, {
         identity,
         tokens,
