@@ -29,8 +29,14 @@ export interface DaemonConfig {
   readonly transport: (typeof TRANSPORTS)[number];
   /** host:port the node listens on for peers (ZeroMQ). */
   readonly listen: string;
-  /** The NATS server to use when transport is "nats". */
-  readonly natsUrl: string;
+  /**
+   * An existing NATS server or cluster (comma-separated URLs) to connect to instead of running one,
+   * when transport is "nats"; null (not set): a ring-0 seed runs its own nats-server and every other
+   * node uses the one its issuer named at join.
+   */
+  readonly natsUrl: string | null;
+  /** PEM file of the CA(s) that signed natsUrl's server certificates; set exactly when natsUrl is. */
+  readonly natsCaFile: string | null;
   /** Path of the control socket ringctl talks to. */
   readonly controlSocket: string;
   /** Least severe level logged. */
@@ -106,8 +112,17 @@ export const CONFIG_FIELDS: Readonly<Record<ConfigField, ConfigFieldSpec>> = {
     flag: "nats-url",
     env: "ENJIN_NATS_URL",
     valueName: "URL",
-    description: "The NATS server, when the transport is nats.",
-    allowed: "a URL with scheme nats:, tls:, ws: or wss:",
+    description:
+      "An existing NATS server or cluster to use (transport nats) instead of a seed's own nats-server; " +
+      "several URLs comma-separated. Unset by default.",
+    allowed: "URLs with scheme nats: or tls: and a host, comma-separated; only with transport nats",
+  },
+  natsCaFile: {
+    flag: "nats-ca-file",
+    env: "ENJIN_NATS_CA_FILE",
+    valueName: "FILE",
+    description: "PEM file of the CA(s) that signed the natsUrl servers' TLS certificates.",
+    allowed: "a file path; required with natsUrl, and only with it",
   },
   controlSocket: {
     flag: "control-socket",
@@ -160,7 +175,8 @@ export const CONFIG_SCHEMAS: { readonly [F in ConfigField]: v.GenericSchema<unkn
   ring: v.picklist([0, 1, 2] as const),
   transport: v.picklist(TRANSPORTS),
   listen: v.pipe(v.string(), v.check(isHostPort)),
-  natsUrl: v.pipe(v.string(), v.check(isNatsUrl)),
+  natsUrl: v.nullable(v.pipe(v.string(), v.maxBytes(MAX_PATH_BYTES), v.check(isNatsUrlList))),
+  natsCaFile: v.nullable(path),
   controlSocket: v.pipe(v.string(), v.check(isAbsolute), v.maxBytes(MAX_SOCKET_PATH_BYTES)),
   logLevel: v.picklist(LOG_LEVELS),
   logFile: v.nullable(path),
@@ -176,17 +192,27 @@ export const CONFIG_SCHEMAS: { readonly [F in ConfigField]: v.GenericSchema<unkn
 /** The fields, in display order. */
 export const CONFIG_FIELD_NAMES = Object.keys(CONFIG_FIELDS) as ConfigField[];
 /** Fields holding file paths, resolved against a base directory. */
-export const PATH_FIELDS: ReadonlySet<ConfigField> = new Set(["dataDir", "controlSocket", "logFile"]);
+export const PATH_FIELDS: ReadonlySet<ConfigField> = new Set([
+  "dataDir",
+  "controlSocket",
+  "logFile",
+  "natsCaFile",
+]);
 
 function isHostPort(text: string): boolean {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]{1,253}):(\d{1,5})$/.exec(text);
   return m !== null && Number(m[2]) <= 65_535;
 }
 
-function isNatsUrl(text: string): boolean {
-  try {
-    return ["nats:", "tls:", "ws:", "wss:"].includes(new URL(text).protocol);
-  } catch {
-    return false;
-  }
+/** One or more comma-separated nats: or tls: URLs with a host (the node client speaks TCP only). */
+function isNatsUrlList(text: string): boolean {
+  const urls = text.split(",").map((u) => u.trim());
+  return urls.every((u) => {
+    try {
+      const url = new URL(u);
+      return ["nats:", "tls:"].includes(url.protocol) && url.hostname !== "";
+    } catch {
+      return false;
+    }
+  });
 }

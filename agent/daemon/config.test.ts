@@ -25,7 +25,8 @@ describe("resolveConfig precedence", () => {
       ring: 2,
       transport: "zeromq",
       listen: "0.0.0.0:7470",
-      natsUrl: "nats://127.0.0.1:4222",
+      natsUrl: null,
+      natsCaFile: null,
       controlSocket: "/home/ada/.local/state/enjin/ringd.sock",
       logLevel: "info",
       logFile: null,
@@ -151,9 +152,71 @@ describe("resolveConfig validation", () => {
       }),
     );
     expect(issues.map((i) => i.field)).toEqual(["listen", "natsUrl", "controlSocket", "compartment"]);
-    expect(
-      resolveConfig({ host, flags: { listen: "[::1]:7470", natsUrl: "tls://n1:4222" } }).config.listen,
-    ).toBe("[::1]:7470");
+    expect(resolveConfig({ host, flags: { listen: "[::1]:7470" } }).config.listen).toBe("[::1]:7470");
+    for (const bad of ["ws://n1:4222", "nats://", "nats://a:4222,", "tls://a:1, http://b:2"]) {
+      const flags = { transport: "nats", natsUrl: bad, natsCaFile: "/ca.pem" };
+      expect(issuesOf(() => resolveConfig({ host, flags })).map((i) => i.field)).toEqual(["natsUrl"]);
+    }
+  });
+});
+
+describe("an existing NATS cluster (natsUrl)", () => {
+  const nats = { transport: "nats", natsUrl: "tls://n1:4222, nats://n2:4222", natsCaFile: "ca.pem" };
+
+  it("is not set by default, which is told apart from a URL given in any layer", () => {
+    const unset = resolveConfig({ host, env: { ENJIN_TRANSPORT: "nats" } });
+    expect(unset.config).toMatchObject({ natsUrl: null, natsCaFile: null });
+    expect(unset.sources).toMatchObject({ natsUrl: "default", natsCaFile: "default" });
+    const fromEnv = resolveConfig({
+      host,
+      env: { ENJIN_TRANSPORT: "nats", ENJIN_NATS_URL: "tls://n1:4222", ENJIN_NATS_CA_FILE: "certs/ca.pem" },
+    });
+    expect(fromEnv.config).toMatchObject({ natsUrl: "tls://n1:4222", natsCaFile: "/work/certs/ca.pem" });
+    expect(fromEnv.sources).toMatchObject({ natsUrl: "env", natsCaFile: "env" });
+    const fromFile = resolveConfig({
+      host,
+      file: { path: "/etc/enjin/ringd.json", values: { ...nats, natsCaFile: "tls/ca.pem" } },
+    });
+    expect(fromFile.config).toMatchObject({ natsUrl: nats.natsUrl, natsCaFile: "/etc/enjin/tls/ca.pem" });
+    expect(fromFile.sources).toMatchObject({ natsUrl: "file", natsCaFile: "file" });
+    // A file may say null explicitly: the same as not set.
+    const explicitNull = resolveConfig({ host, file: { path: "/f.json", values: { natsUrl: null } } });
+    expect(explicitNull.config.natsUrl).toBeNull();
+  });
+
+  it("requires the CA file with a URL, and the nats transport", () => {
+    expect(resolveConfig({ host, flags: nats }).config).toMatchObject({
+      transport: "nats",
+      natsUrl: nats.natsUrl,
+      natsCaFile: "/work/ca.pem",
+    });
+    const noCa = issuesOf(() => resolveConfig({ host, flags: { ...nats, natsCaFile: undefined } }));
+    expect(noCa).toEqual([
+      expect.objectContaining({
+        field: "natsCaFile",
+        source: "default",
+        allowed: expect.stringContaining("required"),
+      }),
+    ]);
+    const zeromq = issuesOf(() => resolveConfig({ host, flags: { ...nats, transport: "zeromq" } }));
+    expect(zeromq).toEqual([
+      expect.objectContaining({
+        field: "natsUrl",
+        source: "flag",
+        origin: "--nats-url",
+        allowed: expect.stringContaining('only with transport "nats"'),
+      }),
+    ]);
+    const caAlone = issuesOf(() => resolveConfig({ host, env: { ENJIN_NATS_CA_FILE: "/ca.pem" } }));
+    expect(caAlone).toEqual([
+      expect.objectContaining({ field: "natsCaFile", source: "env", origin: "ENJIN_NATS_CA_FILE" }),
+    ]);
+  });
+
+  it("leaves a field that is bad on its own to its own issue", () => {
+    const issues = issuesOf(() => resolveConfig({ host, flags: { natsUrl: "carrier-pigeon" } }));
+    expect(issues.map((i) => i.field)).toEqual(["natsUrl"]);
+    expect(issues[0]!.allowed).toContain("nats: or tls:");
   });
 });
 

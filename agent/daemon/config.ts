@@ -102,6 +102,7 @@ function fromText(field: ConfigField, text: string | readonly string[], base: st
       return one === "-" ? null : resolve(base, one);
     case "dataDir":
     case "controlSocket":
+    case "natsCaFile":
       return resolve(base, one);
     default:
       return one;
@@ -152,6 +153,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
 
   const config: Record<string, unknown> = {};
   const sources = {} as Record<ConfigField, ConfigSource>;
+  const origins = {} as Record<ConfigField, string>;
   const take = (field: ConfigField): { value: unknown; source: ConfigSource; origin: string } => {
     const spec = CONFIG_FIELDS[field];
     const flag = flags[field];
@@ -176,7 +178,8 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
       case "listen":
         return "0.0.0.0:7470";
       case "natsUrl":
-        return "nats://127.0.0.1:4222";
+      case "natsCaFile":
+        return null; // not set: a seed runs its own nats-server
       case "controlSocket":
         return join(String(config.dataDir), CONTROL_SOCKET_NAME);
       case "logLevel":
@@ -200,9 +203,56 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
       issues.push({ field, source, origin, got: shown(value), allowed: CONFIG_FIELDS[field].allowed });
     }
     sources[field] = source;
+    origins[field] = origin;
   }
+  issues.push(...natsIssues(config, sources, origins, issues));
   if (issues.length > 0) throw new ConfigError(issues);
   return { config: config as unknown as DaemonConfig, sources };
+}
+
+/**
+ * What the NATS fields must agree on: natsUrl only with transport nats, and natsCaFile exactly
+ * when natsUrl is set (an existing cluster's certificates are checked against it). Fields that
+ * are already bad on their own are left to their own issue.
+ */
+function natsIssues(
+  config: Record<string, unknown>,
+  sources: Readonly<Record<ConfigField, ConfigSource>>,
+  origins: Readonly<Record<ConfigField, string>>,
+  already: readonly ConfigIssue[],
+): ConfigIssue[] {
+  const bad = new Set(already.map((i) => i.field));
+  if (["transport", "natsUrl", "natsCaFile"].some((f) => bad.has(f))) return [];
+  const issue = (field: ConfigField, allowed: string): ConfigIssue => ({
+    field,
+    source: sources[field],
+    origin: origins[field],
+    got: shown(config[field]),
+    allowed,
+  });
+  const out: ConfigIssue[] = [];
+  if (config.natsUrl !== null && config.transport !== "nats")
+    out.push(
+      issue(
+        "natsUrl",
+        `nothing while transport is ${JSON.stringify(config.transport)}: natsUrl is used only with transport "nats"`,
+      ),
+    );
+  if (config.natsUrl !== null && config.natsCaFile === null)
+    out.push(
+      issue(
+        "natsCaFile",
+        "a PEM file of the CA that signed the natsUrl servers' certificates: it is required with natsUrl",
+      ),
+    );
+  if (config.natsUrl === null && config.natsCaFile !== null)
+    out.push(
+      issue(
+        "natsCaFile",
+        "nothing without natsUrl: a seed's own nats-server is trusted through the join pin",
+      ),
+    );
+  return out;
 }
 
 /** Options of loadConfig: the layers above the file, and the host facts (taken from the process if absent). */
