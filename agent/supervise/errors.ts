@@ -56,3 +56,7 @@ export class HandleStateError extends SuperviseError {
 export class ChildRunningError extends SuperviseError {
   override readonly reason = "child-running";
 }
+/** A VM's guest did not say it was ready or healthy over its control channel in time, or said it failed. */
+export class GuestChannelError extends SuperviseError {
+  override readonly reason = "guest-channel";
+}
