@@ -60,3 +60,7 @@ export class ChildRunningError extends SuperviseError {
 export class GuestChannelError extends SuperviseError {
   override readonly reason = "guest-channel";
 }
+/** qemu's QMP monitor could not be reached, did not answer in time, or refused a command (the message says which). */
+export class QmpError extends SuperviseError {
+  override readonly reason = "qmp";
+}
