@@ -55,7 +55,9 @@ export class HealthMonitor {
 
   /** Schedule every check's first probe. */
   start(): void {
-    this.#options.checks.forEach((check, i) => this.#schedule(i, probeDelayMs(check, "starting")));
+    this.#options.checks.forEach((check, i) => {
+      this.#schedule(i, probeDelayMs(check, "starting"));
+    });
   }
 
   /** Stop probing; results of probes in flight are dropped. Idempotent. */
