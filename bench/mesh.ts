@@ -9,25 +9,47 @@
  *    socket, until the last signed result arrives at the seed; baseline in the same run: raw NATS
  *    request/reply through a plain nats-server on 127.0.0.1 (one responder, and a fan-out to N);
  * 3. idle memory of joined nodes after 10 s idle (VmRSS, and Private_Clean + Private_Dirty of
- *    smaps_rollup), beside an idle `node --import tsx` process (the loader's own share);
+ *    smaps_rollup), beside an idle `node` and an idle `node --import tsx` process;
  * 4. start-to-ready: `ringd start` of an initialised node until its control socket answers
  *    `status`, beside `node -e 0` and `node --import tsx -e 0`.
  *
+ * ringd and ringctl are the built JavaScript (dist/, `npm run build`; the bench refuses a missing or
+ * stale build) unless `runner: "tsx"`; `nodeOptions` go to every ringd and ringctl (Node and V8
+ * flags, to measure their effect). Processes are started by scripts/ringd-process.ts.
+ *
  * Every process started here is killed at the end and the temp dir removed; every wait is bounded.
- * Run directly to print JSON: `npx tsx bench/mesh.ts [--nodes 20] [--transport zeromq|nats]`.
+ * Run directly to print JSON: `npx tsx bench/mesh.ts [--nodes 20] [--transport zeromq|nats]
+ * [--runner dist|tsx] [--node-options "--max-semi-space-size=1 …"]`.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
+import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { connect, type NatsConnection } from "nats";
 import { type ControlClient, connectControl } from "../agent/daemon/index.ts";
 import { readKeyFile } from "../agent/store/key-file.ts";
 import { encodePayload, envelopeIdKey, keyHex, MessageType, sealEnvelope } from "../protocol/index.ts";
+import { RingdProcesses, type Runner } from "../scripts/ringd-process.ts";
+import {
+  control,
+  exited,
+  Fatal,
+  freeNodePort,
+  type Memory,
+  measureNatsBaseline,
+  measureSpawnTrue,
+  memoryOf,
+  type Percentiles,
+  percentiles,
+  sleep,
+  timeExit,
+  until,
+  WAIT_MS,
+} from "./mesh-support.ts";
+
+export type { Memory, Percentiles } from "./mesh-support.ts";
 
 /** Options of measureMesh. */
 export interface MeshBenchOptions {
@@ -42,27 +64,21 @@ export interface MeshBenchOptions {
   readonly batch?: number;
   /** Idle wait before reading memory (default 10 s). */
   readonly idleMs?: number;
+  /** "dist" (default: the build, which must be fresh) or "tsx" (the sources). */
+  readonly runner?: Runner;
+  /** Node options for every ringd and ringctl (default none). */
+  readonly nodeOptions?: readonly string[];
   /** Progress lines (default: none). */
   readonly say?: (line: string) => void;
 }
 
-/** p50 / p99 / max of a sample, in ms (one decimal). */
-export interface Percentiles {
-  readonly n: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly max: number;
-}
-
-/** Memory of one process, MiB. */
-export interface Memory {
-  readonly rssMiB: number;
-  readonly privateMiB: number;
-}
-
+/** One run's record. */
 export interface MeshResults {
   readonly transport: "zeromq" | "nats";
   readonly nodes: number;
+  /** How ringd ran: the build or tsx, and the Node options given. */
+  readonly runner: Runner;
+  readonly nodeOptions: readonly string[];
   /** 1-minute load average when the run started and when it ended (others' work on the machine shows here). */
   readonly loadAverage: readonly [number, number];
   readonly join: {
@@ -119,257 +135,8 @@ export interface MeshResults {
   };
 }
 
-const ROOT = join(import.meta.dirname, "..");
-const RINGD = join(ROOT, "ctl", "bin", "ringd.ts");
-const RINGCTL = join(ROOT, "ctl", "bin", "ringctl.ts");
-const WAIT_MS = 120_000;
 /** How long the seed waits for every answer to one command. */
 const COMMAND_WAIT_MS = 10_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentiles(xs: readonly number[]): Percentiles {
-  if (xs.length === 0) return { n: 0, p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
-  const r1 = (x: number) => Math.round(x * 10) / 10;
-  return { n: s.length, p50: r1(at(0.5)), p99: r1(at(0.99)), max: r1(s[s.length - 1]!) };
-}
-
-/** A port nothing listens on now (the OS's choice). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** A failure that ends a wait at once (other errors of a probe mean "not yet"). */
-class Fatal extends Error {}
-
-/** Is `port` free on 127.0.0.1 right now? */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
-}
-
-/**
- * A node's listen port: free now, and so are the next two (a seed's join endpoint and a NATS seed's
- * nats-server take port + 1 and + 2). Others' meshes on this machine pick random ports too.
- */
-async function freeNodePort(taken: Set<number>): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = await freePort();
-    if (port > 65_000 || [0, 1, 2].some((d) => taken.has(port + d))) continue;
-    if ((await portFree(port + 1)) && (await portFree(port + 2))) {
-      for (const d of [0, 1, 2]) taken.add(port + d);
-      return port;
-    }
-  }
-  throw new Error("no free port triple on 127.0.0.1");
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  intervalMs = 10,
-  timeoutMs = WAIT_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const got = await probe().catch((err: unknown) => {
-      if (err instanceof Fatal) throw err;
-      return undefined;
-    });
-    if (got !== undefined) return got;
-    await sleep(intervalMs);
-  }
-  throw new Error(`timed out (${timeoutMs} ms) waiting for ${what}`);
-}
-
-async function memoryOf(pid: number): Promise<Memory> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8");
-  const kb = (text: string, field: string) =>
-    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
-  const mib = (k: number) => Math.round((k / 1024) * 10) / 10;
-  return {
-    rssMiB: mib(kb(status, "VmRSS")),
-    privateMiB: mib(kb(rollup, "Private_Clean") + kb(rollup, "Private_Dirty")),
-  };
-}
-
-/** Everything one run starts, so that all of it is stopped at the end. */
-class Processes {
-  readonly children: ChildProcess[] = [];
-  readonly stderr = new Map<ChildProcess, () => string>();
-
-  /** What `child` wrote on stderr last. */
-  tail(child: ChildProcess): string {
-    return this.stderr.get(child)?.() ?? "";
-  }
-
-  spawn(args: string[], stdout: "pipe" | "ignore" = "ignore"): ChildProcess {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ENJIN_")));
-    const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", stdout, "pipe"] });
-    child.on("error", () => undefined);
-    // The tail of stderr, for the message when a process fails.
-    let tail = "";
-    child.stderr?.on("data", (b: Buffer) => {
-      tail = (tail + b.toString()).slice(-2_000);
-    });
-    this.stderr.set(child, () => tail);
-    this.children.push(child);
-    return child;
-  }
-
-  /** SIGTERM all (a ringd leaves the mesh, a NATS seed stops its nats-server), SIGKILL after 10 s. */
-  async stopAll(): Promise<void> {
-    const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
-    await Promise.all(
-      this.children.filter(alive).map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            const timer = setTimeout(() => c.kill("SIGKILL"), 10_000);
-            c.once("exit", () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            c.kill("SIGTERM");
-          }),
-      ),
-    );
-  }
-}
-
-function exited(child: ChildProcess): Promise<number> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    child.once("exit", (code) => resolve(code ?? -1));
-  });
-}
-
-/** Wall time of spawning `args` until it exits (ms), `count` times. */
-async function timeExit(procs: Processes, args: string[], count: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const t0 = performance.now();
-    const code = await exited(procs.spawn(args));
-    if (code !== 0) throw new Error(`node ${args.join(" ")} exited ${code}`);
-    out.push(performance.now() - t0);
-  }
-  return out;
-}
-
-function runTool(bin: string, args: string[]): Promise<string> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ENJIN_")));
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", bin, ...args],
-      { cwd: ROOT, env, timeout: WAIT_MS },
-      (err, stdout, stderr) =>
-        err === null ? resolve(stdout) : reject(new Error(`${err.message}\n${stderr}`)),
-    );
-  });
-}
-
-/** One control call on a fresh connection. */
-async function control(dataDir: string, method: string, params: unknown = {}): Promise<unknown> {
-  const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 2_000 });
-  try {
-    return await client.call(method, params);
-  } finally {
-    client.close();
-  }
-}
-
-/** Wall time of `fanout` concurrent execFile("true") until every one exits, `count` times. */
-async function measureSpawnTrue(fanout: number, count: number): Promise<number[]> {
-  const once = () =>
-    new Promise<void>((resolve, reject) =>
-      execFile("true", (err) => (err === null ? resolve() : reject(err))),
-    );
-  const out: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const t0 = performance.now();
-    await Promise.all(Array.from({ length: fanout }, once));
-    out.push(performance.now() - t0);
-  }
-  return out;
-}
-
-/** Raw NATS request/reply on a plain nats-server: one responder, and a fan-out to `fanout`. */
-async function measureNatsBaseline(
-  procs: Processes,
-  dir: string,
-  fanout: number,
-  count: number,
-): Promise<{ request: number[]; fanout: number[] }> {
-  const port = await freePort();
-  const server = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "--store_dir", dir], {
-    stdio: "ignore",
-  });
-  server.on("error", () => undefined);
-  procs.children.push(server);
-  const conns: NatsConnection[] = [];
-  try {
-    const open = () =>
-      until("nats-server", async () => {
-        const nc = await connect({ servers: `nats://127.0.0.1:${port}`, maxReconnectAttempts: 0 });
-        conns.push(nc);
-        return nc;
-      });
-    const client = await open();
-    // Each responder on its own connection, as each agent would be.
-    for (let i = 0; i < fanout; i++) {
-      const nc = await open();
-      nc.subscribe("bench.fan", { callback: (_err, m) => m.respond(m.data) });
-      if (i === 0) nc.subscribe("bench.one", { callback: (_err, m) => m.respond(m.data) });
-      await nc.flush();
-    }
-    const payload = randomBytes(200);
-    const request: number[] = [];
-    const fan: number[] = [];
-    for (let i = 0; i < count + 3; i++) {
-      const t0 = performance.now();
-      await client.request("bench.one", payload, { timeout: 5_000 });
-      if (i >= 3) request.push(performance.now() - t0); // the first few warm up
-    }
-    for (let i = 0; i < count + 3; i++) {
-      const inbox = `bench.reply.${i}`;
-      let got = 0;
-      const t0 = performance.now();
-      const all = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error("NATS fan-out: replies missing")), 5_000);
-        client.subscribe(inbox, {
-          max: fanout,
-          callback: () => {
-            if (++got === fanout) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        });
-      });
-      client.publish("bench.fan", payload, { reply: inbox });
-      await all;
-      if (i >= 3) fan.push(performance.now() - t0);
-    }
-    return { request, fanout: fan };
-  } finally {
-    await Promise.all(conns.map((c) => c.close().catch(() => undefined)));
-    server.kill("SIGTERM");
-    await exited(server);
-  }
-}
 
 /** Run the whole measurement; every process it starts is stopped before it returns or throws. */
 export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResults> {
@@ -380,11 +147,21 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
   const batch = opts.batch ?? 10;
   const idleMs = opts.idleMs ?? 10_000;
   const say = opts.say ?? (() => undefined);
-  const procs = new Processes();
+  const nodeOptions = opts.nodeOptions ?? [];
+  const procs = new RingdProcesses({ runner: opts.runner ?? "dist", nodeOptions });
+  say(
+    `ringd: ${procs.runner} (${procs.reason})${nodeOptions.length > 0 ? `, node ${nodeOptions.join(" ")}` : ""}`,
+  );
+  const runTool = async (bin: "ringd" | "ringctl", args: string[]): Promise<string> => {
+    const r = await procs.run(bin, args, WAIT_MS);
+    if (r.code !== 0) throw new Error(`${bin} ${args[0]} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  };
   const dir = await mkdtemp(join(tmpdir(), "enjin-bench-mesh-"));
   const taken = new Set<number>();
   const dataDir = (i: number) => join(dir, i === 0 ? "seed" : `n${i}`);
-  const ringd = (args: string[]) => ["--import", "tsx", RINGD, ...args, "--log-level", "warn"];
+  const ringd = (args: string[], stdout: "pipe" | "ignore" = "ignore") =>
+    procs.spawn("ringd", [...args, "--log-level", "warn"], { stdout });
   const daemons = new Map<number, ChildProcess>();
   const loadAtStart = Math.round(loadavg()[0]! * 10) / 10;
   try {
@@ -396,7 +173,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     );
 
     // The seed.
-    await runTool(RINGD, [
+    await runTool("ringd", [
       "init",
       "--data-dir",
       dataDir(0),
@@ -410,24 +187,16 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     const ready: number[] = [];
     const startNode = async (i: number): Promise<number> => {
       const t0 = performance.now();
-      const child = procs.spawn(ringd(["start", "--data-dir", dataDir(i)]));
+      const child = ringd(["start", "--data-dir", dataDir(i)]);
       daemons.set(i, child);
-      await until(
-        `ringd ${i} ready (its stderr: ${procs.tail(child) || "nothing"})`,
-        () => {
-          if (child.exitCode !== null)
-            throw new Fatal(`ringd start ${i} exited ${child.exitCode}: ${procs.tail(child)}`);
-          return control(dataDir(i), "status");
-        },
-        5,
-      );
+      await procs.waitReady(child, dataDir(i), { timeoutMs: WAIT_MS, intervalMs: 5 });
       const ms = performance.now() - t0;
       ready.push(ms);
       return ms;
     };
     say(`seed start-to-ready: ${Math.round(await startNode(0))} ms`);
     const token = (
-      await runTool(RINGCTL, [
+      await runTool("ringctl", [
         "token",
         "create",
         "--data-dir",
@@ -467,7 +236,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     for (let i = 1; i <= timedJoins; i++) {
       const port = await freeNodePort(taken);
       const t0 = performance.now();
-      const joiner = procs.spawn(ringd(joinArgs(i, port)));
+      const joiner = ringd(joinArgs(i, port));
       const code = await exited(joiner);
       if (code !== 0) throw new Error(`ringd join n${i} exited ${code}: ${procs.tail(joiner)}`);
       joinExitMs.push(performance.now() - t0);
@@ -491,7 +260,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
         ids.map(async (i) => {
           const port = await freeNodePort(taken);
           const t0 = performance.now();
-          const child = procs.spawn(ringd([...joinArgs(i, port), "--start"]), "pipe");
+          const child = ringd([...joinArgs(i, port), "--start"], "pipe");
           daemons.set(i, child);
           // Drain stdout for as long as the daemon runs, so that it never blocks on a full pipe.
           let text = "";
@@ -595,7 +364,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     say(`execFile("true") × ${count + 1} at once from one process: p50 ${percentiles(spawnTrue).p50} ms`);
 
     // 3. Idle memory, with the bare loaders idling as long beside it.
-    const idle = (args: string[]) => procs.spawn([...args, "-e", "setInterval(() => {}, 1000)"]);
+    const idle = (args: string[]) => procs.spawnNode([...args, "-e", "setInterval(() => {}, 1000)"]);
     const tsxIdle = idle(["--import", "tsx"]);
     const nodeIdle = idle([]);
     say(`idle ${idleMs / 1000} s ...`);
@@ -607,6 +376,8 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     const results: MeshResults = {
       transport,
       nodes: count,
+      runner: procs.runner,
+      nodeOptions,
       loadAverage: [loadAtStart, Math.round(loadavg()[0]! * 10) / 10],
       join: {
         joinExitMs: percentiles(joinExitMs),
@@ -648,12 +419,19 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { values } = parseArgs({
-    options: { nodes: { type: "string", default: "20" }, transport: { type: "string", default: "zeromq" } },
+    options: {
+      nodes: { type: "string", default: "20" },
+      transport: { type: "string", default: "zeromq" },
+      runner: { type: "string", default: "dist" },
+      "node-options": { type: "string", default: "" },
+    },
   });
   const transport = values.transport === "nats" ? "nats" : "zeromq";
   const r = await measureMesh({
     nodes: Number(values.nodes),
     transport,
+    runner: values.runner === "tsx" ? "tsx" : "dist",
+    nodeOptions: values["node-options"].split(/\s+/).filter((o) => o !== ""),
     say: (line) => process.stderr.write(`${line}\n`),
   });
   console.log(JSON.stringify(r, null, 2));

@@ -3,6 +3,10 @@
  * one-time token) and `start` (run the node until SIGTERM or SIGINT). Each reads the configuration
  * the way `ringd config show` prints it; `init` and `join` write what they decided (ring, listen
  * address, name, labels) into <dataDir>/ringd.json so that a later `start` needs no flags.
+ *
+ * The store, the daemon and the join client are imported inside the command that needs them, so
+ * `ringd version`, `help` and `config` load none of LevelDB, ZeroMQ or NATS, and `start` loads only
+ * the transport its configuration names (docs/BENCHMARKS.md: start-up).
  */
 import { readFile, writeFile } from "node:fs/promises";
 
@@ -14,14 +18,7 @@ import {
   loadConfig,
   processHost,
 } from "../agent/daemon/index.ts";
-import { Daemon } from "../agent/node/daemon.ts";
-import { joinWithToken } from "../agent/node/join.ts";
-import { MeshState } from "../agent/node/mesh-state.ts";
-import { parseNatsJoinPeers } from "../agent/node/nats-link.ts";
-import { openRingSecret } from "../agent/node/ring-secret.ts";
-import { AlreadyInitializedError, initSeed } from "../agent/node/seed.ts";
-import { openStore } from "../agent/store/store.ts";
-import { decodeCertificate, decodeEnvelope, keyHex } from "../protocol/index.ts";
+import type { Daemon } from "../agent/node/daemon.ts";
 import type { CommandContext, CommandSpec } from "./cli.ts";
 import { configFlagsFrom, configOptions } from "./config-options.ts";
 import { UsageError } from "./errors.ts";
@@ -64,7 +61,22 @@ function givenFields(ctx: CommandContext, cfg: DaemonConfig): Record<string, unk
 
 /** Run the daemon in the foreground until SIGTERM or SIGINT; resolves with the exit code. */
 async function runDaemon(ctx: CommandContext, cfg: DaemonConfig): Promise<ExitCode> {
+  // Listen for the signal before anything starts: a SIGTERM that arrives while the node starts (or
+  // just as its control socket answers) stops it once it is up, instead of killing it mid-write.
+  let stopSignal: string | undefined;
+  const stopping = new Promise<string>((resolve) => {
+    const onSignal = (signal: string) => {
+      stopSignal = signal;
+      resolve(signal);
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
   const log = createLogger(cfg);
+  const [{ openStore }, { Daemon }] = await Promise.all([
+    import("../agent/store/store.ts"),
+    import("../agent/node/daemon.ts"),
+  ]);
   const store = await openStore(cfg.dataDir);
   let daemon: Daemon;
   try {
@@ -78,14 +90,8 @@ async function runDaemon(ctx: CommandContext, cfg: DaemonConfig): Promise<ExitCo
     () =>
       `ringd ready: node ${daemon.info.fingerprint} (ring ${daemon.info.ring}) in mesh ${daemon.info.meshId}, listening on ${daemon.info.address}`,
   );
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: string) => {
-      log.info({ signal }, "stopping");
-      resolve();
-    };
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  });
+  const signalledDuringStart = stopSignal !== undefined;
+  log.info({ signal: await stopping, signalledDuringStart }, "stopping");
   await daemon.stop();
   return ExitCode.Ok;
 }
@@ -120,6 +126,10 @@ export const initCommand: CommandSpec = {
         `init makes a ring-0 seed; a ring-${ctx.values.ring} node joins with 'ringd join TOKEN'`,
       );
     const cfg = { ...(await config(ctx)), ring: 0 as const };
+    const [{ openStore }, { initSeed }] = await Promise.all([
+      import("../agent/store/store.ts"),
+      import("../agent/node/seed.ts"),
+    ]);
     const store = await openStore(cfg.dataDir);
     try {
       const made = await initSeed({
@@ -195,6 +205,23 @@ export const joinCommand: CommandSpec = {
   async run(ctx) {
     const cfg = await config(ctx);
     const token = ctx.positionals[0]!;
+    const [
+      { openStore },
+      { joinWithToken },
+      { MeshState },
+      { parseNatsJoinPeers },
+      { openRingSecret },
+      { AlreadyInitializedError },
+      { decodeCertificate, decodeEnvelope, keyHex },
+    ] = await Promise.all([
+      import("../agent/store/store.ts"),
+      import("../agent/node/join.ts"),
+      import("../agent/node/mesh-state.ts"),
+      import("../agent/node/nats-link.ts"),
+      import("../agent/node/ring-secret.ts"),
+      import("../agent/node/seed.ts"),
+      import("../protocol/index.ts"),
+    ]);
     const store = await openStore(cfg.dataDir);
     try {
       const state = new MeshState(store);

@@ -10,11 +10,11 @@
  * Debian's nats-server as its child), --keep (leave the mesh running and print how to reach it),
  * --json (one JSON summary on stdout). Exit 0 when every node joined and answered the command.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { RingdProcesses } from "./ringd-process.ts";
 
 const { values } = parseArgs({
   options: {
@@ -44,39 +44,16 @@ if (transport !== "zeromq" && transport !== "nats") {
   process.stderr.write(`--transport must be zeromq or nats, not "${transport}"\n`);
   process.exit(2);
 }
-const ROOT = join(import.meta.dirname, "..");
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const dir = await mkdtemp(join(tmpdir(), "enjin-local-"));
 const basePort = 21_000 + Math.floor(Math.random() * 20_000);
-const children: ChildProcess[] = [];
-
-function run(
-  bin: "ringd" | "ringctl",
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(ROOT, "ctl", "bin", `${bin}.ts`), ...args],
-      { cwd: ROOT },
-      (err, stdout, stderr) =>
-        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
-    );
-  });
-}
-
-function daemon(args: string[]): ChildProcess {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "ctl", "bin", "ringd.ts"), ...args, "--log-level", "warn"],
-    {
-      cwd: ROOT,
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
-  children.push(child);
-  return child;
-}
+// `npm run mesh` builds first, so this runs the built JavaScript; run directly with tsx and no
+// fresh build, it runs the sources.
+const procs = new RingdProcesses();
+const run = (bin: "ringd" | "ringctl", args: string[]) => procs.run(bin, args);
+// Warnings go straight to this terminal (and still do with --keep, after this script has exited).
+const daemon = (args: string[]) =>
+  procs.spawn("ringd", [...args, "--log-level", "warn"], { stderr: "inherit" });
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -88,21 +65,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function stopAll(): Promise<void> {
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resolve();
-          c.once("exit", () => resolve());
-          c.kill("SIGTERM");
-        }),
-    ),
-  );
-}
-
 let ok = false;
 const summary: Record<string, unknown> = { dir };
+say(
+  `ringd runs from ${procs.runner === "dist" ? "dist/ (built JavaScript)" : `the sources under tsx (${procs.reason})`}`,
+);
 try {
   const seed = join(dir, "seed");
   const init = await run("ringd", [
@@ -120,10 +87,7 @@ try {
   if (init.code !== 0) throw new Error(`ringd init failed: ${init.stderr}`);
   const made = JSON.parse(init.stdout) as { meshId: string };
   say(`1. ringd init: mesh ${made.meshId}, seed in ${seed}`);
-  daemon(["start", "--data-dir", seed]);
-  await until("the seed", async () =>
-    (await run("ringctl", ["status", "--data-dir", seed])).code === 0 ? true : undefined,
-  );
+  await procs.waitReady(daemon(["start", "--data-dir", seed]), seed, { timeoutMs: 60_000 });
   say("2. ringd start: the seed is up");
   const token = await run("ringctl", [
     "token",
@@ -191,14 +155,14 @@ try {
   ok =
     exec.code === 0 && results.length === count + 1 && results.every((r) => r.verified && r.exitCode === 0);
   if (values.keep) {
-    say(`\nthe mesh keeps running; try: npx tsx ctl/bin/ringctl.ts nodes --data-dir ${seed}`);
-    say(`stop it with: kill ${children.map((c) => c.pid).join(" ")}`);
+    say(`\nthe mesh keeps running; try: ${procs.commandLine("ringctl")} nodes --data-dir ${seed}`);
+    say(`stop it with: kill ${[...procs.pids()].join(" ")}`);
   }
 } catch (err) {
   say(`FAILED: ${(err as Error).message}`);
 } finally {
   if (!values.keep) {
-    await stopAll();
+    await procs.stopAll();
     await rm(dir, { recursive: true, force: true });
     say("6. stopped every ringd (SIGTERM: each left the mesh) and removed the state");
   }

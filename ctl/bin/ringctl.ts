@@ -1,6 +1,8 @@
+#!/usr/bin/env node
 /**
  * The ringctl executable: run the ringctl program on this process's arguments and exit with its
- * code. Run with `node --import tsx ctl/bin/ringctl.ts` until a build step exists.
+ * code. `npm run build` compiles it to dist/ctl/bin/ringctl.js (package.json `bin`); from the
+ * sources it runs with `node --import tsx ctl/bin/ringctl.ts`.
  */
 import { runCli } from "../cli.ts";
 import { ringctl } from "../ringctl.ts";

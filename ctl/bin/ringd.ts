@@ -1,6 +1,8 @@
+#!/usr/bin/env node
 /**
  * The ringd executable: run the ringd program on this process's arguments and exit with its code.
- * Run with `node --import tsx ctl/bin/ringd.ts` until a build step exists.
+ * `npm run build` compiles it to dist/ctl/bin/ringd.js (package.json `bin`); from the sources it
+ * runs with `node --import tsx ctl/bin/ringd.ts`.
  */
 import { runCli } from "../cli.ts";
 import { ringd } from "../ringd.ts";

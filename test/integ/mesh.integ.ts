@@ -6,8 +6,11 @@
  * the seen-set surviving a restart); kill -9 of a node and of the seed, then restart without a
  * token, with nothing acknowledged lost. On NATS also: the server admits members only to their own
  * subject, and a revoked node is cut off by the server.
+ *
+ * The processes are started by scripts/ringd-process.ts: the built JavaScript when dist/ is fresh
+ * (`npm test` builds first), else the sources under tsx.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,9 +32,9 @@ import {
   type Selector,
   sealEnvelope,
 } from "../../protocol/index.ts";
+import { type Ran, RingdProcesses } from "../../scripts/ringd-process.ts";
 import { eventually } from "../support/eventually.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
 const NODES = 5;
 const TRANSPORTS = ["zeromq", "nats"] as const;
 /** Ports used by one transport's mesh: node i listens on base + 10 i (+1 joins, +2 nats-server). */
@@ -39,25 +42,10 @@ const PORTS_PER_MESH = 1_000;
 const FIRST_PORT = 20_000 + Math.floor(Math.random() * 20_000);
 const wait = { timeoutMs: 60_000, intervalMs: 250 };
 
-interface Ran {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(bin: "ringd" | "ringctl", args: string[]): Promise<Ran> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ENJIN_")));
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(ROOT, "ctl", "bin", `${bin}.ts`), ...args],
-      { cwd: ROOT, env, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stdout, stderr });
-      },
-    );
-  });
-}
+/** The built ringd when dist/ is fresh (npm test builds first), else the sources under tsx. */
+const procs = new RingdProcesses();
+console.info(`ringd and ringctl run from ${procs.runner} (${procs.reason})`);
+const run = (bin: "ringd" | "ringctl", args: string[]): Promise<Ran> => procs.run(bin, args);
 
 // One mesh at a time (describe blocks run in order): each describe's beforeAll sets these.
 let dir: string;
@@ -67,30 +55,14 @@ const daemons = new Map<string, ChildProcess>();
 
 /** Start `ringd start` (or `join --start`) for data dir `name` in the background. */
 function startDaemon(name: string, args: string[] = ["start"]): ChildProcess {
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      join(ROOT, "ctl", "bin", "ringd.ts"),
-      ...args,
-      "--data-dir",
-      join(dir, name),
-      "--log-level",
-      "warn",
-    ],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const child = procs.spawn("ringd", [...args, "--data-dir", join(dir, name), "--log-level", "warn"]);
   daemons.set(name, child);
   return child;
 }
 
 async function kill9(name: string): Promise<void> {
   const child = daemons.get(name);
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGKILL");
-  await exited;
+  if (child !== undefined) await procs.kill9(child);
 }
 
 /** ringctl against `node`'s ringd; --data-dir goes before any `--`, so it is never taken as an argument. */
@@ -249,8 +221,7 @@ for (const [index, name] of TRANSPORTS.entries()) {
         transport,
       ]);
       expect(init.code, init.stderr).toBe(0);
-      startDaemon("seed");
-      await eventually(async () => expect((await ctl(["status"])).code).toBe(0), wait);
+      await procs.waitReady(startDaemon("seed"), join(dir, "seed"), wait);
       const token = await ctl([
         "token",
         "create",
@@ -370,8 +341,7 @@ for (const [index, name] of TRANSPORTS.entries()) {
       await expect(submit(command(nodeKey, ["true"], {}, 9))).rejects.toThrow(/not-an-operator/);
       // Restart node 1 (its gossip seen-set is gone, its LevelDB seen-set is not) and replay there.
       await kill9("n1");
-      startDaemon("n1");
-      await eventually(async () => expect((await ctl(["status"], "n1")).code).toBe(0), wait);
+      await procs.waitReady(startDaemon("n1"), join(dir, "n1"), wait);
       const ran = await Promise.all(["seed", "n2", "n3", "n4", "n5"].map(ranCount));
       // The replay may reach n1 first through its neighbours' anti-entropy (then our copy is a gossip
       // duplicate); either way it arrives at a node whose gossip memory is empty and whose LevelDB
@@ -459,8 +429,7 @@ for (const [index, name] of TRANSPORTS.entries()) {
       ]);
       expect(s2.code, s2.stderr).toBe(0);
       expect(s2.stdout).toMatch(/as a ring-0 node/);
-      startDaemon("s2");
-      await eventually(async () => expect((await ctl(["status"], "s2")).code).toBe(0), wait);
+      await procs.waitReady(startDaemon("s2"), join(dir, "s2"), wait);
       // A ring-1 node certified by the second seed is trusted by the first one.
       const t1 = await ctl(["token", "create", "--ring", "1", "--ttl", "10m"], "s2");
       expect(t1.code, t1.stderr).toBe(0);

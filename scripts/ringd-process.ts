@@ -1,0 +1,237 @@
+/**
+ * Running this checkout's `ringd` and `ringctl` as real processes, for `npm run mesh`, the mesh
+ * benchmark and the integration tests: one place that knows how the binaries are started, waits
+ * for a daemon to be ready, and stops what it started.
+ *
+ * The built JavaScript (`npm run build` → dist/ctl/bin/*.js) is run when it is at least as new as
+ * every source file it is built from; otherwise the TypeScript sources run under tsx, so a test
+ * never runs code older than the tree it is testing. `runner: "dist"` insists on the build (and
+ * throws when it is missing or stale), `runner: "tsx"` insists on the sources.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { connectControl } from "../agent/daemon/index.ts";
+
+/** The repository root. */
+export const REPO_ROOT = join(import.meta.dirname, "..");
+/** Written last by `npm run build` (scripts/dist-manifest.ts): the build's time stamp. */
+const BUILD_STAMP = join("dist", "package.json");
+
+/** The two binaries. */
+export type RingdBin = "ringd" | "ringctl";
+/** How they run: the built JavaScript, or the TypeScript sources under tsx. */
+export type Runner = "dist" | "tsx";
+
+/** A finished process. `code` is -1 when it was killed or could not start. */
+export interface Ran {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Why the build is not usable, or undefined when dist/ is built and fresh: every source file the
+ * build compiled (the modules ringd and ringctl import, tsconfig.build.json) is older than the
+ * build's stamp, and so are package.json and the tsconfig files.
+ */
+export function staleBuildReason(root = REPO_ROOT): string | undefined {
+  const stamp = join(root, BUILD_STAMP);
+  if (!existsSync(stamp)) return "no build (run npm run build)";
+  const builtMs = statSync(stamp).mtimeMs;
+  const changed = (path: string) => existsSync(path) && statSync(path).mtimeMs > builtMs;
+  for (const file of ["package.json", "tsconfig.json", "tsconfig.build.json"])
+    if (changed(join(root, file))) return `${file} changed after the build`;
+  const dist = join(root, "dist");
+  const walk = (dir: string): string | undefined => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        const found = walk(path);
+        if (found !== undefined) return found;
+      } else if (entry.name.endsWith(".js")) {
+        const source = join(root, relative(dist, path)).replace(/\.js$/, ".ts");
+        if (changed(source)) return source;
+      }
+    }
+    return undefined;
+  };
+  const source = walk(dist);
+  return source === undefined ? undefined : `${relative(root, source)} changed after the build`;
+}
+
+/** Options of RingdProcesses. */
+export interface RingdProcessesOptions {
+  /** "auto" (default): dist when built and fresh, else tsx. */
+  readonly runner?: Runner | "auto";
+  /** Extra node options before the script (e.g. V8 flags), for every ringd and ringctl. */
+  readonly nodeOptions?: readonly string[];
+  readonly root?: string;
+}
+
+/** Where a background process's output goes (default: stdout ignored, stderr to a pipe). */
+export interface SpawnStdio {
+  readonly stdout?: "pipe" | "ignore";
+  readonly stderr?: "pipe" | "inherit";
+}
+
+/** Options of a wait for a daemon. */
+export interface ReadyOptions {
+  /** Give up after this long (default 120,000 ms). */
+  readonly timeoutMs?: number;
+  /** Between attempts (default 10 ms). */
+  readonly intervalMs?: number;
+}
+
+/** Every process a run starts, so that all of them are stopped at the end. */
+export class RingdProcesses {
+  /** How ringd and ringctl run here. */
+  readonly runner: Runner;
+  /** Why (e.g. "dist is built and fresh", or what made it stale). */
+  readonly reason: string;
+  readonly root: string;
+  readonly #nodeOptions: readonly string[];
+  readonly #children = new Set<ChildProcess>();
+  readonly #stderrTail = new Map<ChildProcess, string>();
+
+  constructor(options: RingdProcessesOptions = {}) {
+    this.root = options.root ?? REPO_ROOT;
+    this.#nodeOptions = options.nodeOptions ?? [];
+    const wanted = options.runner ?? "auto";
+    const stale = wanted === "tsx" ? undefined : staleBuildReason(this.root);
+    if (wanted === "dist" && stale !== undefined) throw new Error(`dist/ cannot be used: ${stale}`);
+    this.runner = wanted === "tsx" || stale !== undefined ? "tsx" : "dist";
+    this.reason =
+      wanted === "tsx" ? "tsx asked for" : stale === undefined ? "dist/ is built and fresh" : stale;
+  }
+
+  /** node's arguments that run `bin` with `args` from this checkout. */
+  argv(bin: RingdBin, args: readonly string[]): string[] {
+    const script =
+      this.runner === "dist"
+        ? [join(this.root, "dist", "ctl", "bin", `${bin}.js`)]
+        : ["--import", "tsx", join(this.root, "ctl", "bin", `${bin}.ts`)];
+    return [...this.#nodeOptions, ...script, ...args];
+  }
+
+  /** Run `bin` to completion (killed after `timeoutMs`, default 120 s). */
+  run(bin: RingdBin, args: readonly string[], timeoutMs = 120_000): Promise<Ran> {
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        this.argv(bin, args),
+        { cwd: this.root, env: childEnv(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+        (err, stdout, stderr) =>
+          resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stdout, stderr }),
+      );
+    });
+  }
+
+  /**
+   * Start `bin` in the background. Its stderr goes to a pipe whose last 2,000 characters are kept
+   * (`tail`), unless `stdio.stderr` says "inherit" (a process meant to outlive this one).
+   */
+  spawn(bin: RingdBin, args: readonly string[], stdio: SpawnStdio = {}): ChildProcess {
+    return this.spawnNode(this.argv(bin, args), stdio);
+  }
+
+  /** Start `node ARGS` in the background, tracked like a ringd (for baselines beside it). */
+  spawnNode(args: readonly string[], stdio: SpawnStdio = {}): ChildProcess {
+    const child = spawn(process.execPath, args, {
+      cwd: this.root,
+      env: childEnv(),
+      stdio: ["ignore", stdio.stdout ?? "ignore", stdio.stderr ?? "pipe"],
+    });
+    child.on("error", () => undefined); // an exit code of -1 says it
+    this.#stderrTail.set(child, "");
+    child.stderr?.on("data", (b: Buffer) => {
+      this.#stderrTail.set(child, ((this.#stderrTail.get(child) ?? "") + b.toString()).slice(-2_000));
+    });
+    return this.track(child);
+  }
+
+  /** Stop `child` with the others at the end (e.g. a nats-server started by the caller). */
+  track(child: ChildProcess): ChildProcess {
+    this.#children.add(child);
+    child.once("exit", () => this.#children.delete(child));
+    return child;
+  }
+
+  /** The process ids of what is still running. */
+  pids(): number[] {
+    return [...this.#children].flatMap((c) => (c.pid === undefined ? [] : [c.pid]));
+  }
+
+  /** How a person runs `bin` the way this does, from the repository root. */
+  commandLine(bin: RingdBin): string {
+    return this.runner === "dist" ? `node dist/ctl/bin/${bin}.js` : `npx tsx ctl/bin/${bin}.ts`;
+  }
+
+  /** What `child` wrote on stderr last. */
+  tail(child: ChildProcess): string {
+    return this.#stderrTail.get(child) ?? "";
+  }
+
+  /**
+   * Wait until the daemon in `dataDir` answers `status` on its control socket; throws at once,
+   * with its stderr, if `child` exits first.
+   */
+  async waitReady(child: ChildProcess, dataDir: string, options: ReadyOptions = {}): Promise<void> {
+    const deadline = performance.now() + (options.timeoutMs ?? 120_000);
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(
+          `ringd (${dataDir}) exited ${child.exitCode ?? child.signalCode} before it was ready: ${this.tail(child)}`,
+        );
+      if (await answersStatus(dataDir)) return;
+      if (performance.now() > deadline)
+        throw new Error(`ringd (${dataDir}) not ready in time; its stderr: ${this.tail(child) || "nothing"}`);
+      await new Promise((r) => setTimeout(r, options.intervalMs ?? 10));
+    }
+  }
+
+  /** SIGKILL `child` and wait for it to go. */
+  async kill9(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await gone;
+  }
+
+  /** SIGTERM every process still running (a ringd leaves the mesh), SIGKILL after `graceMs`. */
+  async stopAll(graceMs = 10_000): Promise<void> {
+    await Promise.all(
+      [...this.#children].map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            const timer = setTimeout(() => c.kill("SIGKILL"), graceMs);
+            c.once("exit", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            c.kill("SIGTERM");
+          }),
+      ),
+    );
+  }
+}
+
+/** This process's environment without ENJIN_* settings, which would override the flags given. */
+export function childEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ENJIN_")));
+}
+
+async function answersStatus(dataDir: string): Promise<boolean> {
+  try {
+    const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 2_000 });
+    try {
+      await client.call("status", {});
+      return true;
+    } finally {
+      client.close();
+    }
+  } catch {
+    return false;
+  }
+}
