@@ -216,29 +216,33 @@ export async function cgroupUsage(
   };
 }
 
-/** How often the group hit its limits: memory limit hits, OOM kills, and forks refused at pids.max. */
+/** What the group's limits did: the most memory it held, OOM kills, and forks refused at pids.max. */
 export interface CgroupEvents {
-  readonly memoryLimitHits: number;
+  /** Highest memory use seen (v1 memory.max_usage_in_bytes, v2 memory.peak; 0 where absent). */
+  readonly memoryPeakBytes: number;
   readonly oomKills: number;
   readonly forksRefused: number;
 }
 
-/** Read the limit counters (0 where the controller or the counter is absent). */
+/**
+ * Read the limit counters (0 where the controller or the counter is absent). Not memory.failcnt:
+ * recent kernels leave it at 0 on v1 even when charges fail at the limit.
+ */
 export async function cgroupEvents(placement: CgroupPlacement): Promise<CgroupEvents> {
   const mem = nodeWith(placement, "memory");
   const pids = nodeWith(placement, "pids");
   const at = (n: CgroupNode, file: string) => join(n.mountPath, n.relPath, file);
-  let memoryLimitHits = 0;
+  let memoryPeakBytes = 0;
   let oomKills = 0;
   if (mem?.version === 1) {
-    memoryLimitHits = (await readNumber(at(mem, "memory.failcnt"))) ?? 0;
+    memoryPeakBytes = (await readNumber(at(mem, "memory.max_usage_in_bytes"))) ?? 0;
     oomKills = (await readKeyed(at(mem, "memory.oom_control"), "oom_kill")) ?? 0;
   } else if (mem) {
-    memoryLimitHits = (await readKeyed(at(mem, "memory.events"), "max")) ?? 0;
+    memoryPeakBytes = (await readNumber(at(mem, "memory.peak"))) ?? 0;
     oomKills = (await readKeyed(at(mem, "memory.events"), "oom_kill")) ?? 0;
   }
   const forksRefused = pids ? ((await readKeyed(at(pids, "pids.events"), "max")) ?? 0) : 0;
-  return { memoryLimitHits, oomKills, forksRefused };
+  return { memoryPeakBytes, oomKills, forksRefused };
 }
 
 /**

@@ -72,6 +72,11 @@ export async function isSameProcessAlive(pid: number, startTicks: number): Promi
   return info !== null && info.startTicks === startTicks && info.state !== "Z" && info.state !== "X";
 }
 
+/** This boot's id (/proc/sys/kernel/random/boot_id): pid and start time name one process within one boot. */
+export async function readBootId(): Promise<string> {
+  return (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+}
+
 /** Every live (not zombie) process whose real uid is `uid`. */
 export async function processesOfUid(uid: number): Promise<number[]> {
   const found: number[] = [];

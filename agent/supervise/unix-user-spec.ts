@@ -160,8 +160,10 @@ export interface UnixUserState {
   readonly user: string;
   readonly uid: number;
   readonly gid: number;
-  /** /proc/PID/stat field 22 of the child's top process: with the pid, names it uniquely. */
+  /** /proc/PID/stat field 22 of the child's top process: with the pid and the boot, names it uniquely. */
   readonly startTicks: number;
+  /** The boot the child was started in (start times restart from zero at every boot). */
+  readonly bootId: string;
   /** The child's directory (its home). */
   readonly dir: string;
   /** The child's cgroups (a CgroupPlacement, checked again by cgroup.ts on recover). */
@@ -189,6 +191,7 @@ export function stateOf(handle: ChildHandle): UnixUserState {
     s.uid > 0 &&
     isWhole(s.gid) &&
     isWhole(s.startTicks) &&
+    typeof s.bootId === "string" &&
     typeof s.dir === "string" &&
     isWhole(handle.pid) &&
     handle.pid > 0;

@@ -170,7 +170,15 @@ describe("stateOf", () => {
     version: 1,
     pid: 1234,
     startedMs: 0,
-    state: { user: "enjin-web", uid: 998, gid: 997, startTicks: 5, dir: "/srv/web", cgroup: { nodes: [] } },
+    state: {
+      user: "enjin-web",
+      uid: 998,
+      gid: 997,
+      startTicks: 5,
+      bootId: "b0",
+      dir: "/srv/web",
+      cgroup: { nodes: [] },
+    },
   };
   it("reads a version-1 unix-user handle", () => {
     expect(stateOf(good).uid).toBe(998);
@@ -180,6 +188,7 @@ describe("stateOf", () => {
     ["a newer version", { ...good, version: 2 }],
     ["uid 0", { ...good, state: { ...good.state, uid: 0 } }],
     ["no start time", { ...good, state: { ...good.state, startTicks: undefined } }],
+    ["no boot id", { ...good, state: { ...good.state, bootId: undefined } }],
   ])("refuses %s", (_what, bad) => {
     expect(() => stateOf(bad as ChildHandle)).toThrow(HandleStateError);
   });

@@ -37,7 +37,7 @@ import {
   MissingBinaryError,
   SuperviseError,
 } from "./errors.ts";
-import { isSameProcessAlive, processesOfUid, readProcessUid, rssBytes } from "./linux-process.ts";
+import { isSameProcessAlive, processesOfUid, readBootId, readProcessUid, rssBytes } from "./linux-process.ts";
 import {
   checkAccountOurs,
   chownTree,
@@ -206,6 +206,7 @@ class UnixUser implements UnixUserDriver {
         uid: account.uid,
         gid: account.gid,
         startTicks: launched.startTicks,
+        bootId: await readBootId(),
         dir,
         cgroup: placement,
       };
@@ -289,10 +290,16 @@ class UnixUser implements UnixUserDriver {
 
   async recover(handle: ChildHandle): Promise<ChildHandle | null> {
     const s = stateOf(handle);
-    await this.placementOf(s); // a handle naming cgroups this machine does not have is refused
+    const placement = await this.placementOf(s); // a handle naming cgroups this machine lacks is refused
+    if (s.bootId !== (await readBootId())) return null; // rebooted: the child is gone, its pid means nothing
     if (!(await isSameProcessAlive(handle.pid, s.startTicks))) return null;
-    if ((await readProcessUid(handle.pid)) !== s.uid) return null;
-    return handle;
+    // pid + start time + boot name one process; that it sits in the child's cgroups (which the shim
+    // joined before start() returned, and which the child cannot leave) or runs as its uid confirms it.
+    const member =
+      placement.nodes.length > 0
+        ? (await cgroupPids(placement)).includes(handle.pid)
+        : (await readProcessUid(handle.pid)) === s.uid;
+    return member ? handle : null;
   }
 
   async cleanup(handle: ChildHandle): Promise<void> {
