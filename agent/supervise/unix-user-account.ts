@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { lchown, readdir, readFile } from "node:fs/promises";
 import { ChildStartError, NameTakenError } from "./errors.ts";
 
 /** Longest user name useradd and utmp accept. */
@@ -251,6 +251,7 @@ export async function killUidProcesses(uid: number, gid: number, tools: AccountT
 
 /** Give `dir` (recursively, never following symlinks) to `uid`:`gid`. */
 export async function chownTree(dir: string, uid: number, gid: number, tools: AccountTools): Promise<void> {
+  if ((await readdir(dir)).length === 0) return lchown(dir, uid, gid); // the usual first start: no chown(1)
   const res = await run(tools.chown, ["-R", "-P", "-h", `${uid}:${gid}`, "--", dir]);
   if (res.code !== 0) throw new ChildStartError(`chown -R ${uid}:${gid} ${dir} failed: ${res.stderr}`);
 }
