@@ -6,6 +6,7 @@ import { parseStatStart, vmStateOf } from "./vm-state.ts";
 
 const state = {
   startTicks: 12_345,
+  bootId: "0b5e4f7e-6c1a-4f43-9c7e-0d6f3a1b2c3d",
   dir: "/srv/c/web",
   ctlSocket: "/srv/c/web/ctl.sock",
   qmpSocket: "/srv/c/web/qmp.sock",
@@ -35,6 +36,7 @@ describe("vmStateOf", () => {
     [{ version: 2 }, {}, /version 2 is not one this agent reads/],
     [{ pid: 0 }, {}, /malformed/],
     [{}, { startTicks: -1 }, /malformed/],
+    [{}, { bootId: "" }, /malformed/],
     [{}, { qmpSocket: "qmp.sock" }, /malformed/],
     [{}, { accel: "hvf" }, /malformed/],
     [{}, { machine: "pc" }, /malformed/],

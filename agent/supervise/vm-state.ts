@@ -12,6 +12,8 @@ import { VM_DRIVER, VM_MACHINES, VM_STATE_VERSION, type VmAccel, type VmMachine 
 export interface VmState {
   /** Start time of the qemu process in clock ticks since boot. */
   readonly startTicks: number;
+  /** /proc/sys/kernel/random/boot_id at start: start ticks only name a process within one boot. */
+  readonly bootId: string;
   /** The child's directory, where the sockets and pid file are. */
   readonly dir: string;
   readonly ctlSocket: string;
@@ -37,6 +39,8 @@ export function vmStateOf(handle: ChildHandle): VmState {
   const s = handle.state as Partial<VmState>;
   const ok =
     isWhole(s?.startTicks) &&
+    typeof s.bootId === "string" &&
+    s.bootId !== "" &&
     isPath(s.dir) &&
     isPath(s.ctlSocket) &&
     isPath(s.qmpSocket) &&
@@ -73,8 +77,14 @@ export async function processStartTicks(pid: number): Promise<number | null> {
   return parsed.startTicks;
 }
 
-/** True when `pid` is still the process that started at `startTicks`. */
-export async function isSameProcess(pid: number, startTicks: number): Promise<boolean> {
+/** This boot's id (/proc/sys/kernel/random/boot_id). */
+export async function readBootId(): Promise<string> {
+  return (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+}
+
+/** True when `pid` is still the process that started at `startTicks` during boot `bootId`. */
+export async function isSameProcess(pid: number, startTicks: number, bootId: string): Promise<boolean> {
+  if (bootId !== (await readBootId())) return false;
   return (await processStartTicks(pid)) === startTicks;
 }
 
