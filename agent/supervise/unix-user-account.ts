@@ -249,11 +249,27 @@ export async function killUidProcesses(uid: number, gid: number, tools: AccountT
   ]);
 }
 
-/** Give `dir` (recursively, never following symlinks) to `uid`:`gid`. */
+/**
+ * Give `dir` and everything below it to `uid`:`gid`, never following symlinks and never leaving the
+ * filesystem. Handing a tree to a child's uid skips regular files with more than one link: a hard
+ * link planted there to a file elsewhere must not become the child's. Giving back to root takes all.
+ */
 export async function chownTree(dir: string, uid: number, gid: number, tools: AccountTools): Promise<void> {
-  if ((await readdir(dir)).length === 0) return lchown(dir, uid, gid); // the usual first start: no chown(1)
-  const res = await run(tools.chown, ["-R", "-P", "-h", `${uid}:${gid}`, "--", dir]);
-  if (res.code !== 0) throw new ChildStartError(`chown -R ${uid}:${gid} ${dir} failed: ${res.stderr}`);
+  if ((await readdir(dir)).length === 0) return lchown(dir, uid, gid); // the usual first start: no find(1)
+  const which = uid === 0 ? [] : ["(", "-type", "d", "-o", "-links", "1", ")"];
+  const res = await run(tools.find, [
+    dir,
+    "-xdev",
+    ...which,
+    "-exec",
+    tools.chown,
+    "-h",
+    `${uid}:${gid}`,
+    "--",
+    "{}",
+    "+",
+  ]);
+  if (res.code !== 0) throw new ChildStartError(`giving ${dir} to ${uid}:${gid} failed: ${res.stderr}`);
 }
 
 /**

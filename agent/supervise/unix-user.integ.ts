@@ -4,7 +4,7 @@
  * Users are named enjt-*, cgroups live under enjt-integ-<pid>; everything is removed after each test.
  */
 import { execFileSync } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../../test/support/eventually.ts";
@@ -187,6 +187,18 @@ describe("unix-user driver", () => {
     expect([log.uid, log.mode & 0o777]).toEqual([0, 0o600]);
   });
 
+  it("the first start gives the child its directory's files, but not a hard link to a file elsewhere", async () => {
+    const { dir } = await childPlace("linked");
+    const outside = join(root, "outside-file");
+    await writeFile(outside, "root's", { mode: 0o600 });
+    await writeFile(join(dir, "own"), "old data");
+    await link(outside, join(dir, "planted"));
+    const h = await start({ name: "linked", command: ["/bin/true"] });
+    await driver.wait(h);
+    expect((await stat(join(dir, "own"))).uid).toBe(uidOf(h));
+    expect((await stat(outside)).uid).toBe(0);
+  });
+
   it("a memory hog is OOM-killed at its memory limit", async () => {
     const limit = 96 << 20;
     const hog = `const held = []; for (let i = 0; i < 1024; i++) { held.push(Buffer.alloc(1 << 20, 1)); }
@@ -229,10 +241,16 @@ describe("unix-user driver", () => {
   it("stop() also kills a grandchild that left the process group; cleanup leaves no user, group, cgroup or process", async () => {
     const h = await start({
       name: "escape",
-      command: ["/bin/sh", "-c", "setsid sleep 1000 & echo started; exec sleep 1000"],
+      command: [
+        "/bin/sh",
+        "-c",
+        "echo x > /tmp/enjt-left-$$; echo y > /dev/shm/enjt-left-$$; setsid sleep 1000 & echo started; exec sleep 1000",
+      ],
     });
+    const scratch = [`/tmp/enjt-left-${h.pid}`, `/dev/shm/enjt-left-${h.pid}`];
     await eventually(async () => expect(await readFile(h.logPath, "utf8")).toMatch(/started/));
     await eventually(async () => expect((await processesOfUid(uidOf(h))).length).toBe(2));
+    for (const file of scratch) expect((await stat(file)).uid).toBe(uidOf(h));
     await expect(driver.cleanup(h)).rejects.toThrow(ChildRunningError);
     expect(await driver.stop(h, 1_000)).toEqual({ code: null, signal: "SIGTERM" });
     expect(await processesOfUid(uidOf(h))).toEqual([]);
@@ -241,6 +259,7 @@ describe("unix-user driver", () => {
     started.splice(started.indexOf(h), 1);
     expect(await leftovers("escape")).toEqual({ user: false, group: false, cgroups: 0 });
     expect((await stat(h.state.dir as string)).uid).toBe(0);
+    for (const file of scratch) expect(await exists(file)).toBe(false); // nothing of the uid is left for its next owner
     await driver.cleanup(h); // idempotent
   });
 
