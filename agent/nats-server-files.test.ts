@@ -59,13 +59,17 @@ describe("nats-server config text", () => {
         port: 6222,
         routes: ["nats-route://[::1]:6223"],
         caPath: "/d/ca.pem",
+        advertise: "[::1]:6222",
       },
+      clientAdvertise: "[::1]:4222",
     });
+    expect(text).toContain('pid_file: "/d/nats-server.pid"\nclient_advertise: "[::1]:4222"\ntls {');
     expect(text).toContain(
       [
         "cluster {",
         '  name: "enjin"',
         '  listen: "[::1]:6222"',
+        '  advertise: "[::1]:6222"',
         '  routes: ["nats-route://[::1]:6223"]',
         "  tls {",
         '    cert_file: "/d/nats-cert.pem"',

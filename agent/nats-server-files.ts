@@ -118,6 +118,8 @@ export interface NatsConfigInput {
   readonly certPath: string;
   readonly keyPath: string;
   readonly pidPath: string;
+  /** `host:port` clients are told to reach this server at (its cluster peers gossip it to them). */
+  readonly clientAdvertise?: string;
   readonly users: ReadonlyArray<{ readonly nkey: string; readonly permissions?: NatsUserPermissions }>;
   readonly cluster?: {
     readonly name: string;
@@ -125,6 +127,8 @@ export interface NatsConfigInput {
     readonly port: number;
     readonly routes: readonly string[];
     readonly caPath: string;
+    /** `host:port` other servers are told to dial for a route to this one. */
+    readonly advertise?: string;
   };
 }
 
@@ -146,6 +150,7 @@ export function renderNatsConfig(c: NatsConfigInput): string {
     `http: ${q(hostPort("127.0.0.1", c.monitorPort))}`,
     `max_payload: ${c.maxPayloadBytes}`,
     `pid_file: ${q(c.pidPath)}`,
+    ...(c.clientAdvertise === undefined ? [] : [`client_advertise: ${q(c.clientAdvertise)}`]),
     "tls {",
     `  cert_file: ${q(c.certPath)}`,
     `  key_file: ${q(c.keyPath)}`,
@@ -165,6 +170,7 @@ export function renderNatsConfig(c: NatsConfigInput): string {
       "cluster {",
       `  name: ${q(c.cluster.name)}`,
       `  listen: ${q(hostPort(c.cluster.host, c.cluster.port))}`,
+      ...(c.cluster.advertise === undefined ? [] : [`  advertise: ${q(c.cluster.advertise)}`]),
       `  routes: [${c.cluster.routes.map((r) => q(r)).join(", ")}]`,
       "  tls {",
       `    cert_file: ${q(c.certPath)}`,

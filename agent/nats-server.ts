@@ -1,7 +1,8 @@
 /**
  * A supervised `nats-server` (Debian's package): the launcher writes a config file into a data
  * directory, runs the server as a child process, waits until its monitoring port answers
- * `/healthz`, and kills it on stop() or when this process exits.
+ * `/healthz`, and kills it on stop() or when this process exits — on Linux even when this process
+ * is killed with SIGKILL (SETPRIV_BINARY).
  *
  * What the generated config holds:
  * - clients on `host:port` (a free port on 127.0.0.1 unless given), TLS required, with a
@@ -12,15 +13,20 @@
  *   An empty allow-list would make nats-server open to anyone, so the list always also holds a
  *   throwaway key whose secret is discarded at once;
  * - `max_payload`, and an HTTP monitoring port on loopback (used for readiness and reloads);
+ * - a server name, which must differ between the servers of one cluster;
  * - optionally a `cluster` block with routes to other servers, always over TLS: each side verifies
  *   the other's certificate against `trustedPeerCertPems`, so only known servers join.
  *
  * reload() rewrites the config and sends SIGHUP: nats-server re-reads it and closes the connection
- * of every user no longer in the list (transport/nats.integ.ts shows it on 2.9.10). No module-level
- * state: many servers may run from one process.
+ * of every user no longer in the list (transport/nats.integ.ts shows it on 2.9.10). A clustered
+ * server's reload may also replace its routes and trusted peer certificates: nats-server 2.9 dials
+ * added routes, closes the route of a URL taken out, and checks every new route handshake against
+ * the rewritten CA file (an established route is not re-checked: take its URL out to close it;
+ * node/nats-link.integ.ts shows both). No module-level state: many servers may run from one process.
  */
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { generateIdentity } from "../protocol/index.ts";
@@ -39,6 +45,12 @@ import {
 } from "./nats-server-files.ts";
 import { userNkey } from "./transport/nkey.ts";
 
+/**
+ * util-linux's setpriv: where present, the server is started through `setpriv --pdeathsig KILL`, so
+ * that it dies with the process that supervises it even when that one is killed with SIGKILL (a
+ * server left running would keep an allow-list that nobody updates any more).
+ */
+export const SETPRIV_BINARY = "/usr/bin/setpriv";
 /** Where Debian's `nats-server` package installs the binary. */
 export const DEFAULT_NATS_SERVER_BINARY = "/usr/sbin/nats-server";
 /** Default server `max_payload`: a 256 KiB frame plus 4 KiB for NATS headers. */
@@ -111,6 +123,14 @@ export interface NatsClusterOptions {
   readonly trustedPeerCertPems: readonly string[];
 }
 
+/** The routes a clustered server dials and the peer certificates it accepts, as reload() takes them. */
+export interface NatsRouteSet {
+  /** Route URLs of other servers, `nats-route://host:port`. */
+  readonly routes: readonly string[];
+  /** PEM certificates of the peer servers (see NatsClusterOptions.trustedPeerCertPems). */
+  readonly trustedPeerCertPems: readonly string[];
+}
+
 /** Options of startNatsServer(). */
 export interface NatsServerOptions {
   /** Directory for the config, certificate and key (made 0700 if missing; the cert is reused). */
@@ -132,6 +152,12 @@ export interface NatsServerOptions {
   readonly maxPayloadBytes?: number;
   /** Extra host names or IPs for the certificate (127.0.0.1, localhost and `host` are always in). */
   readonly tlsNames?: readonly string[];
+  /**
+   * The host clients and other servers are told to reach this server at (`client_advertise` and
+   * the cluster's `advertise`; it is put in the certificate too). Default: nats-server's own choice
+   * for the client side, and `host` for routes.
+   */
+  readonly advertiseHost?: string;
   /** Server name in logs and monitoring (default: "enjin-" + client port). */
   readonly serverName?: string;
   /** Join a cluster. */
@@ -158,8 +184,13 @@ export interface NatsServer {
   readonly caPem: string;
   /** Process id of the child. */
   readonly pid: number;
-  /** Replace the allowed keys; resolves once the server has applied the new config. */
-  reload(allowedKeys: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Replace the allowed keys and, on a clustered server, the routes and the trusted peer
+   * certificates (kept as they are when `routes` is absent); resolves once the server has applied
+   * the new config. `routes` on a server started without `cluster` is an
+   * InvalidNatsServerOptionError.
+   */
+  reload(allowedKeys: readonly Uint8Array[], routes?: NatsRouteSet): Promise<void>;
   /** The newest NATS_STDERR_TAIL_BYTES of the server's log (stderr), for diagnostics. */
   logTail(): string;
   /** Number of routes currently connected (from `/routez`). */
@@ -247,7 +278,12 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   }
   const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_NATS_READY_TIMEOUT_MS;
   const host = opts.host ?? "127.0.0.1";
-  const caPem = await ensureNatsCertificate(dataDir, [host, ...(opts.tlsNames ?? [])]);
+  const advertiseHost = opts.advertiseHost;
+  const caPem = await ensureNatsCertificate(dataDir, [
+    host,
+    ...(advertiseHost === undefined ? [] : [advertiseHost]),
+    ...(opts.tlsNames ?? []),
+  ]);
   const port = opts.port ?? (await freePort(host));
   const monitorPort = opts.monitorPort ?? (await freePort("127.0.0.1"));
   const clusterHost = opts.cluster?.host ?? host;
@@ -255,15 +291,18 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     opts.cluster === undefined ? undefined : (opts.cluster.port ?? (await freePort(clusterHost)));
 
   let clusterConfig: NatsConfigInput["cluster"];
+  const caPath = join(dataDir, NATS_ROUTES_CA_FILE);
+  const writeRoutesCa = (peers: readonly string[]): Promise<void> =>
+    writeFileAtomic(caPath, [caPem, ...peers].join("\n"));
   if (opts.cluster !== undefined && clusterPort !== undefined) {
-    const caPath = join(dataDir, NATS_ROUTES_CA_FILE);
-    await writeFileAtomic(caPath, [caPem, ...opts.cluster.trustedPeerCertPems].join("\n"));
+    await writeRoutesCa(opts.cluster.trustedPeerCertPems);
     clusterConfig = {
       name: opts.cluster.name ?? "enjin",
       host: clusterHost,
       port: clusterPort,
       routes: opts.cluster.routes ?? [],
       caPath,
+      ...(advertiseHost === undefined ? {} : { advertise: hostPort(advertiseHost, clusterPort) }),
     };
   }
   // An empty users list would turn authentication off; this key's secret is dropped at once.
@@ -279,6 +318,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
       certPath: join(dataDir, NATS_CERT_FILE),
       keyPath: join(dataDir, NATS_KEY_FILE),
       pidPath: join(dataDir, NATS_PID_FILE),
+      ...(advertiseHost === undefined ? {} : { clientAdvertise: hostPort(advertiseHost, port) }),
       users: [
         { nkey: nobody },
         ...keys.map((key) => {
@@ -291,9 +331,16 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   await writeFileAtomic(configPath, configFor(opts.allowedKeys));
 
   await stopStaleServer(join(dataDir, NATS_PID_FILE), configPath);
-  const child = spawn(opts.binary ?? DEFAULT_NATS_SERVER_BINARY, ["-c", configPath], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const binary = opts.binary ?? DEFAULT_NATS_SERVER_BINARY;
+  const dieWithUs = await access(SETPRIV_BINARY, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  const child = dieWithUs
+    ? spawn(SETPRIV_BINARY, ["--pdeathsig", "KILL", "--", binary, "-c", configPath], {
+        stdio: ["ignore", "ignore", "pipe"],
+      })
+    : spawn(binary, ["-c", configPath], { stdio: ["ignore", "ignore", "pipe"] });
   let stderrTail = "";
   let stderrTotal = 0; // characters ever written, to find what came after a point
   child.stderr?.setEncoding("utf8");
@@ -387,9 +434,13 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   }
 
   let reloads: Promise<void> = Promise.resolve();
-  const reloadOnce = async (keys: readonly Uint8Array[]): Promise<void> => {
+  const reloadOnce = async (keys: readonly Uint8Array[], routes: NatsRouteSet | undefined): Promise<void> => {
     if (!running() || stopping !== undefined) throw new NatsServerStoppedError("nats-server is not running");
     const before = (await monitorJson("/varz")).config_load_time;
+    if (routes !== undefined && clusterConfig !== undefined) {
+      clusterConfig = { ...clusterConfig, routes: [...routes.routes] };
+      await writeRoutesCa(routes.trustedPeerCertPems);
+    }
     await writeFileAtomic(configPath, configFor(keys));
     const mark = stderrTotal;
     child.kill("SIGHUP");
@@ -423,9 +474,17 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     pid: child.pid ?? -1,
     ...(clusterPort === undefined
       ? {}
-      : { clusterPort, clusterUrl: `nats-route://${hostPort(dialHost(clusterHost), clusterPort)}` }),
-    reload(allowedKeys) {
-      const next = reloads.then(() => reloadOnce(allowedKeys));
+      : {
+          clusterPort,
+          clusterUrl: `nats-route://${hostPort(advertiseHost ?? dialHost(clusterHost), clusterPort)}`,
+        }),
+    reload(allowedKeys, routes) {
+      if (routes !== undefined && clusterConfig === undefined) {
+        return Promise.reject(
+          new InvalidNatsServerOptionError("routes given to reload() of a server started without cluster"),
+        );
+      }
+      const next = reloads.then(() => reloadOnce(allowedKeys, routes));
       reloads = next.catch(() => {});
       return next;
     },
