@@ -1,24 +1,37 @@
 /**
- * ringd on the NATS transport: how a node finds, trusts and uses its mesh's nats-server.
+ * ringd on the NATS transport: how a node finds, trusts and uses its mesh's nats-servers.
  *
- * - A ring-0 seed (a node that holds no stored link) runs Debian's `nats-server` as a supervised
- *   child in `<dataDir>/nats/`, on its listen port + NATS_PORT_OFFSET (joins stay on + 1). The
- *   server admits the nkeys of every certified, unrevoked node key the seed holds, each allowed to
- *   subscribe only to its own subject (`natsMemberPermissions`). When trust changes (a join, a
- *   revocation) the seed reloads the list, debounced by NATS_RELOAD_DEBOUNCE_MS: nats-server then
- *   closes the connection of every key no longer allowed.
+ * - Every ring-0 seed runs Debian's `nats-server` as a supervised child in `<dataDir>/nats/`:
+ *   clients on its listen port + NATS_PORT_OFFSET (joins stay on + 1), routes from other seeds'
+ *   servers on + NATS_ROUTE_PORT_OFFSET. The server admits the nkeys of every certified, unrevoked node key the
+ *   seed holds, each allowed to subscribe only to its own subject (`natsMemberPermissions`). When
+ *   trust changes (a join, a revocation) the seed reloads the list, debounced by
+ *   NATS_RELOAD_DEBOUNCE_MS: nats-server then closes the connection of every key no longer allowed.
+ * - Seeds cluster their servers with routes, TLS-verified both ways against the certificates of
+ *   servers run by certified ring-0 nodes only (nats-routes.ts): a seed that joins trusts its
+ *   issuer's server through the join pin below, and every seed gossips a signed route announcement
+ *   (its route URL and certificate) that the others add to their routes and CA file with a reload.
+ *   A revoked seed's route URL and certificate are taken out, which closes its route.
+ *   Until its server has a peer, a seed that joined connects its own node to its issuer's server
+ *   (so its announcement reaches the cluster), trusting its own server too: if the issuer's server
+ *   dies, the client fails over to its own, which the cluster advertised to it. Once routed, a
+ *   seed connects to its own server.
  * - An issuer hands the link to a joiner inside its signed JoinResponse, as two `peers` entries:
- *   the server's URL (`nats://host:port`) and `nats-ca-sha256:<hex>`, the sha256 of the server's
+ *   its server's URL (`nats://host:port`) and `nats-ca-sha256:<hex>`, the sha256 of the server's
  *   certificate. The certificate itself (a PEM of ~700 bytes) does not fit in a peer entry
  *   (MAX_ADDR_BYTES), and the protocol stays as it is: at its first start the joined node fetches
  *   the certificate from the server's TLS handshake, keeps it only if its digest is the one the
- *   issuer signed, and stores it. From then on it connects with that certificate as its only CA,
- *   and a restart needs neither the token nor the issuer.
+ *   issuer signed, and stores it (nats-ca.ts). From then on it connects with that certificate as its
+ *   CA, and a restart needs neither the token nor the issuer. A ring-1 node stays on its issuer's
+ *   server.
+ * - With `natsUrl` (`--nats-url`), the node runs no server and connects to that existing NATS
+ *   server or cluster, trusting the CA in `natsCaFile`, as the nkey of its own key; the cluster's
+ *   operator admits the nodes' nkeys and cuts off revoked ones. Joiners are handed the URLs but no
+ *   pin: they too must be given `--nats-url`. A ring-0 node that joined such a mesh and is started
+ *   without it is refused (NatsLinkMissingError) rather than left to run a server nobody routes to.
  */
-import { createHash, X509Certificate } from "node:crypto";
-import { connect as tcpConnect } from "node:net";
+import { access } from "node:fs/promises";
 import { join } from "node:path";
-import { connect as tlsConnect } from "node:tls";
 import type { Logger } from "pino";
 import {
   decodeCertificate,
@@ -26,9 +39,11 @@ import {
   decodeRevocation,
   type Identity,
   keyHex,
+  MAX_ADDR_BYTES,
 } from "../../protocol/index.ts";
-import { startNatsServer } from "../nats-server.ts";
-import { hostPort } from "../nats-server-files.ts";
+import type { MeshNode } from "../mesh-node.ts";
+import { type NatsServer, startNatsServer } from "../nats-server.ts";
+import { hostPort, NATS_CERT_FILE } from "../nats-server-files.ts";
 import {
   isNatsToken,
   NatsConnectError,
@@ -36,44 +51,40 @@ import {
   nats,
   natsMemberPermissions,
 } from "../transport/nats.ts";
+import { userNkey } from "../transport/nkey.ts";
 import type { Transport } from "../transport/transport.ts";
-import type { MeshState } from "./mesh-state.ts";
+import type { MeshState, StoredNatsLink } from "./mesh-state.ts";
+import { fetchPinnedNatsCa, NatsCaFetchError, readNatsCaFile } from "./nats-ca.ts";
+import { certificateSha256, RoutePeerBook } from "./nats-routes.ts";
+import { type SeedRoutes, seedRoutes } from "./nats-seed-routes.ts";
+import { ROOT_KEY_FILE } from "./seed.ts";
+
+export {
+  fetchPinnedNatsCa,
+  MAX_NATS_INFO_BYTES,
+  NATS_CA_FETCH_TIMEOUT_MS,
+  NatsCaFetchError,
+  NatsCaFileError,
+  NatsCaMismatchError,
+} from "./nats-ca.ts";
+export { certificateSha256, NATS_ROUTE_TOPIC } from "./nats-routes.ts";
+export { NATS_RELOAD_DEBOUNCE_MS, NATS_ROUTE_ANNOUNCE_INTERVAL_MS } from "./nats-seed-routes.ts";
 
 /** The seed's nats-server listens on the node's listen port plus this (joins use + 1). */
 export const NATS_PORT_OFFSET = 2;
+/** The seed's nats-server takes routes from other seeds' servers on the listen port plus this. */
+export const NATS_ROUTE_PORT_OFFSET = 3;
 /** The seed's nats-server keeps its config, certificate and pid file in `<dataDir>/<this>`. */
 export const NATS_DATA_DIR = "nats";
-/** Trust changes within this long are applied to the server in one reload. */
-export const NATS_RELOAD_DEBOUNCE_MS = 100;
 /** How long a starting node keeps trying to reach the server (it may be restarting). */
 export const NATS_START_TIMEOUT_MS = 60_000;
 /** Pause between connection attempts while starting. */
 export const NATS_START_RETRY_MS = 500;
-/** How long fetching the server's certificate may take. */
-export const NATS_CA_FETCH_TIMEOUT_MS = 5_000;
-/** Longest INFO line read before the TLS upgrade when fetching the certificate. */
-export const MAX_NATS_INFO_BYTES = 64 * 1024;
 /** Prefix of the `peers` entry carrying the sha256 of the server's certificate. */
 export const NATS_CA_PEER_PREFIX = "nats-ca-sha256:";
 
-/** A NATS node has no stored link to a nats-server and cannot run one (it is not a seed). */
+/** A NATS node has no link to a nats-server and may not run one. */
 export class NatsLinkMissingError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
-
-/** The certificate the server presented is not the one the issuer's JoinResponse named. */
-export class NatsCaMismatchError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
-
-/** The server's certificate could not be fetched (unreachable, no TLS, timeout). */
-export class NatsCaFetchError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -94,18 +105,25 @@ export interface NatsJoinLink {
   readonly caSha256: string;
 }
 
-/** A running NATS link: the transport, and the seed's server when this node runs it. */
+/** A running NATS link: the transport, and this node's server when it runs one. */
 export interface NatsLink {
   readonly transport: DaemonTransport;
   /** The `peers` entries of a JoinResponse: the URL and the certificate's digest. */
   readonly joinPeers: readonly string[];
   /** Client URL of the server this node runs, or undefined when it uses another's. */
   readonly serverUrl: string | undefined;
+  /** The server this node runs (a ring-0 seed without natsUrl), for diagnostics. */
+  readonly server: NatsServer | undefined;
   /**
-   * Apply the current trust to the server's allowed keys (debounced); resolves once the server
-   * runs with them. A node that runs no server resolves at once.
+   * Apply the current trust to the server's allowed keys and route peers (debounced); resolves
+   * once the server runs with them. A node that runs no server resolves at once.
    */
   refresh(): Promise<void>;
+  /**
+   * Wire the started node: a seed announces its server's route on the mesh (now and every
+   * NATS_ROUTE_ANNOUNCE_INTERVAL_MS) and takes the announcements of other seeds. Idempotent.
+   */
+  attach(node: MeshNode): void;
   /** Close the connection and stop the server; idempotent. */
   close(): Promise<void>;
 }
@@ -115,17 +133,23 @@ export interface NatsLinkOptions {
   readonly dataDir: string;
   readonly identity: Identity;
   readonly meshId: string;
-  /** May run the server when no link is stored (ring 0). */
+  /** May run a server (ring 0). */
   readonly mayServe: boolean;
   /** Host the server binds (the node's listen host). */
   readonly listenHost: string;
-  /** The node's listen port; 0 lets the server pick a free port. */
+  /** The node's listen port; 0 lets the server pick free ports. */
   readonly listenPort: number;
-  /** Host joiners are told to dial (and named in the server's certificate). */
+  /** Host joiners and other servers are told to dial (and named in the server's certificate). */
   readonly advertiseHost: string;
   readonly state: MeshState;
   /** The keys the server must admit now: certified, unrevoked nodes. */
   readonly allowedKeys: () => Uint8Array[];
+  /** Whether a key (hex) is revoked: its server is no longer routed to or trusted. */
+  readonly isRevoked?: (keyHex: string) => boolean;
+  /** An existing NATS server or cluster (comma-separated URLs): run none, connect there. */
+  readonly natsUrl?: string | null;
+  /** PEM file of the CA that signed natsUrl's certificates (required with natsUrl). */
+  readonly natsCaFile?: string | null;
   readonly maxFrameBytes: number;
   readonly log: Logger;
 }
@@ -135,11 +159,6 @@ export function natsMeshToken(meshId: string): string {
   const token = meshId.slice(meshId.indexOf(":") + 1);
   if (!isNatsToken(token)) throw new NatsLinkMissingError(`mesh id ${meshId} is not a NATS subject token`);
   return token;
-}
-
-/** Lowercase hex sha256 of a PEM certificate's DER bytes. */
-export function certificateSha256(pem: string): string {
-  return createHash("sha256").update(new X509Certificate(pem).raw).digest("hex");
 }
 
 /** The `peers` entries that hand a NATS link to a joiner. */
@@ -155,144 +174,144 @@ export function parseNatsJoinPeers(peers: readonly string[]): NatsJoinLink | und
   return { url, caSha256: pin };
 }
 
-/**
- * Fetch the certificate a nats-server presents at `url` and return it as PEM if its sha256 is
- * `caSha256`. The server speaks first (a plaintext INFO line), then the connection turns TLS; no
- * credential is sent, and the certificate is trusted only through the digest.
- */
-export async function fetchPinnedNatsCa(url: string, caSha256: string): Promise<string> {
-  const { hostname, port } = new URL(url);
-  const host = hostname.replace(/^\[|\]$/g, "");
-  const raw = await new Promise<Buffer>((resolve, reject) => {
-    const socket = tcpConnect({ host, port: Number(port) || 4222 });
-    const fail = (err: unknown) => {
-      socket.destroy();
-      reject(new NatsCaFetchError(`could not fetch the certificate of ${url}`, { cause: err }));
-    };
-    const timer = setTimeout(() => fail(new Error("timed out")), NATS_CA_FETCH_TIMEOUT_MS);
-    let info = "";
-    const onData = (chunk: Buffer) => {
-      info += chunk.toString("latin1");
-      if (info.length > MAX_NATS_INFO_BYTES) return fail(new Error("no INFO line"));
-      if (!info.includes("\r\n")) return;
-      socket.off("data", onData);
-      socket.pause();
-      const secure = tlsConnect({ socket, rejectUnauthorized: false }, () => {
-        const der = secure.getPeerCertificate().raw;
-        clearTimeout(timer);
-        secure.destroy();
-        resolve(der);
-      });
-      secure.once("error", (err) => {
-        clearTimeout(timer);
-        fail(err);
-      });
-    };
-    socket.on("data", onData);
-    socket.once("error", (err) => {
-      clearTimeout(timer);
-      fail(err);
-    });
-  });
-  const got = createHash("sha256").update(raw).digest("hex");
-  if (got !== caSha256) {
-    throw new NatsCaMismatchError(
-      `the nats-server at ${url} presents certificate sha256 ${got}, but the issuer named ${caSha256}`,
-    );
-  }
-  return new X509Certificate(raw).toString();
+/** The URLs of a `natsUrl` setting (comma-separated). */
+export function natsUrlList(natsUrl: string): string[] {
+  return natsUrl
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u !== "");
 }
 
-/** Start the node's NATS link: run the seed's server or reach the stored one, then connect. */
+/** Start the node's NATS link (see the file comment for which of the three kinds). */
 export async function startNatsLink(opts: NatsLinkOptions): Promise<NatsLink> {
   const meshToken = natsMeshToken(opts.meshId);
+  if (opts.natsUrl !== undefined && opts.natsUrl !== null) return externalLink(opts, meshToken, opts.natsUrl);
   const stored = await opts.state.natsLink();
-  let server: Awaited<ReturnType<typeof startNatsServer>> | undefined;
-  let servers: string;
-  let caPem: string;
-  let joinLink: NatsJoinLink;
-  if (stored === undefined) {
-    if (!opts.mayServe)
+  if (!opts.mayServe) {
+    if (stored === undefined)
       throw new NatsLinkMissingError(
-        "this node holds no NATS server link (it joined a ZeroMQ mesh, or before NATS links existed); " +
-          "only a ring-0 seed runs its own nats-server",
+        "this node holds no NATS server link: it joined a ZeroMQ mesh, or a mesh on an existing NATS " +
+          "cluster (then start it with --nats-url and --nats-ca-file); only a ring-0 seed runs its own nats-server",
       );
-    server = await startNatsServer({
-      dataDir: join(opts.dataDir, NATS_DATA_DIR),
-      allowedKeys: opts.allowedKeys(),
-      permissions: natsMemberPermissions(meshToken),
-      host: opts.listenHost,
-      ...(opts.listenPort === 0 ? {} : { port: opts.listenPort + NATS_PORT_OFFSET }),
-      tlsNames: [opts.advertiseHost],
-    });
-    servers = server.url;
-    caPem = server.caPem;
-    joinLink = {
-      url: `nats://${hostPort(opts.advertiseHost, server.port)}`,
-      caSha256: certificateSha256(caPem),
-    };
-    opts.log.info({ url: joinLink.url, pid: server.pid }, "nats-server running");
-  } else {
-    servers = stored.url;
-    joinLink = { url: stored.url, caSha256: stored.caSha256 };
-    if (stored.caPem !== undefined && certificateSha256(stored.caPem) === stored.caSha256) {
-      caPem = stored.caPem;
-    } else {
-      caPem = await retrying(() => fetchPinnedNatsCa(stored.url, stored.caSha256));
-      await opts.state.putNatsLink({ ...joinLink, caPem });
-    }
+    const caPem = await pinnedCa(opts, stored);
+    return linkAround(opts, meshToken, { servers: stored.url, caPem }, natsJoinPeers(stored));
   }
+  return seedLink(opts, meshToken, stored);
+}
 
+/** A ring-0 seed: run the server, routed to the other seeds' servers. */
+async function seedLink(
+  opts: NatsLinkOptions,
+  meshToken: string,
+  stored: StoredNatsLink | undefined,
+): Promise<NatsLink> {
+  const dataDir = join(opts.dataDir, NATS_DATA_DIR);
+  if (
+    stored === undefined &&
+    !((await exists(join(opts.dataDir, ROOT_KEY_FILE))) || (await exists(join(dataDir, NATS_CERT_FILE))))
+  )
+    throw new NatsLinkMissingError(
+      "this ring-0 node joined a mesh whose seeds use an existing NATS cluster (its issuer handed out " +
+        "no nats-server of its own): start it with --nats-url and --nats-ca-file",
+    );
+  const pinnedPem = stored === undefined ? undefined : await pinnedCa(opts, stored);
+  const book = await RoutePeerBook.load(dataDir);
+  const isRevoked = opts.isRevoked ?? (() => false);
+  if (book.dropRevoked(isRevoked)) await book.save();
+  const routes = book.routeSet(pinnedPem);
+  const server = await startNatsServer({
+    dataDir,
+    allowedKeys: opts.allowedKeys(),
+    permissions: natsMemberPermissions(meshToken),
+    host: opts.listenHost,
+    ...(opts.listenPort === 0 ? {} : { port: opts.listenPort + NATS_PORT_OFFSET }),
+    advertiseHost: opts.advertiseHost,
+    // Servers of one cluster must have distinct names: the node's key tells them apart.
+    serverName: `enjin-${keyHex(opts.identity.publicKey).slice(0, 16)}`,
+    cluster: {
+      ...(opts.listenPort === 0 ? {} : { port: opts.listenPort + NATS_ROUTE_PORT_OFFSET }),
+      routes: routes.routes,
+      trustedPeerCertPems: routes.trustedPeerCertPems,
+    },
+  });
+  const joinLink = {
+    url: `nats://${hostPort(opts.advertiseHost, server.port)}`,
+    caSha256: certificateSha256(server.caPem),
+  };
+  opts.log.info(
+    { url: joinLink.url, route: server.clusterUrl, peers: book.peers().length, pid: server.pid },
+    "nats-server running",
+  );
+  // Never routed yet: ride the issuer's server, so that this seed's announcement reaches it.
+  const upstream = book.peers().length === 0 && stored !== undefined ? stored.url : server.url;
+  const caPem = [server.caPem, ...routes.trustedPeerCertPems].join("\n");
+  const routing = seedRoutes({
+    server,
+    book,
+    pinnedPem,
+    isRevoked,
+    ownKeyHex: keyHex(opts.identity.publicKey),
+    allowedKeys: opts.allowedKeys,
+    log: opts.log,
+  });
+  try {
+    return await linkAround(opts, meshToken, { servers: upstream, caPem }, natsJoinPeers(joinLink), routing);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+}
+
+/** `--nats-url`: an existing server or cluster, no server of our own. */
+async function externalLink(opts: NatsLinkOptions, meshToken: string, natsUrl: string): Promise<NatsLink> {
+  if (opts.natsCaFile === undefined || opts.natsCaFile === null)
+    throw new NatsLinkMissingError("natsUrl is set without natsCaFile: give --nats-ca-file");
+  const caPem = await readNatsCaFile(opts.natsCaFile);
+  const servers = natsUrlList(natsUrl);
+  opts.log.info(
+    { servers, nkey: userNkey(opts.identity.publicKey) },
+    "using an existing NATS server (natsUrl): its operator must admit this nkey",
+  );
+  const peers = servers.filter((u) => Buffer.byteLength(u) <= MAX_ADDR_BYTES).slice(0, 4);
+  return linkAround(opts, meshToken, { servers, caPem }, peers);
+}
+
+/** The issuer's certificate for `stored`, fetched and checked against the pin once, then stored. */
+async function pinnedCa(opts: NatsLinkOptions, stored: StoredNatsLink): Promise<string> {
+  if (stored.caPem !== undefined && certificateSha256(stored.caPem) === stored.caSha256) return stored.caPem;
+  const caPem = await retrying(() => fetchPinnedNatsCa(stored.url, stored.caSha256));
+  await opts.state.putNatsLink({ url: stored.url, caSha256: stored.caSha256, caPem });
+  return caPem;
+}
+
+/** Connect the transport and put the link together around it. */
+async function linkAround(
+  opts: NatsLinkOptions,
+  meshToken: string,
+  connectTo: { servers: string | readonly string[]; caPem: string },
+  joinPeers: readonly string[],
+  routing?: SeedRoutes,
+): Promise<NatsLink> {
+  const factory = nats({
+    servers: connectTo.servers,
+    caPem: connectTo.caPem,
+    identity: opts.identity,
+    meshId: meshToken,
+    maxFrameBytes: opts.maxFrameBytes,
+    maxReconnectAttempts: -1, // a seed restart takes as long as it takes; a revoked key still ends
+  });
   let transport: NatsTransport;
   try {
-    const factory = nats({
-      servers,
-      caPem,
-      identity: opts.identity,
-      meshId: meshToken,
-      maxFrameBytes: opts.maxFrameBytes,
-      maxReconnectAttempts: -1, // a seed restart takes as long as it takes; a revoked key still ends
-    });
     transport = await retrying(() => factory({}));
   } catch (err) {
-    await server?.stop();
+    opts.log.error({ err, nkey: userNkey(opts.identity.publicKey) }, "could not connect to NATS");
     throw err;
   }
   void transport.ended.then((err) => {
     if (err !== undefined) opts.log.error({ err }, "the NATS connection ended: this node is cut off");
   });
-
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
-  let lastKeys = keySetOf(opts.allowedKeys());
-  const flush = (): void => {
-    timer = undefined;
-    const batch = waiting;
-    waiting = [];
-    const keys = opts.allowedKeys();
-    const set = keySetOf(keys);
-    if (server === undefined || set === lastKeys) {
-      for (const w of batch) w.resolve();
-      return;
-    }
-    server.reload(keys).then(
-      () => {
-        lastKeys = set;
-        opts.log.info({ keys: keys.length }, "nats-server reloaded its members");
-        for (const w of batch) w.resolve();
-      },
-      (err: unknown) => {
-        for (const w of batch) w.reject(err);
-      },
-    );
-  };
-  const refresh = (): Promise<void> => {
-    if (server === undefined) return Promise.resolve();
-    const done = new Promise<void>((resolve, reject) => waiting.push({ resolve, reject }));
-    timer ??= setTimeout(flush, NATS_RELOAD_DEBOUNCE_MS);
-    return done;
-  };
   let closing: Promise<void> | undefined;
+  const refresh = (): Promise<void> => routing?.refresh() ?? Promise.resolve();
   return {
     transport: {
       address: transport.address,
@@ -300,24 +319,33 @@ export async function startNatsLink(opts: NatsLinkOptions): Promise<NatsLink> {
       send: (to, frame) => transport.send(to, frame),
       onFrame: (handler) => transport.onFrame(handler),
       close: () => transport.close(),
-      counters: () => flatStats(transport),
+      counters: () => ({ ...flatStats(transport), ...routing?.counters() }),
       // The server, not this endpoint, cuts a revoked key off: reload its allowed keys.
       revoke: () => refresh(),
     },
-    joinPeers: natsJoinPeers(joinLink),
-    serverUrl: server?.url,
+    joinPeers,
+    serverUrl: routing?.server.url,
+    server: routing?.server,
     refresh,
+    attach: (node) => routing?.attach(node),
     close() {
       closing ??= (async () => {
-        if (timer !== undefined) clearTimeout(timer);
-        for (const w of waiting) w.resolve();
-        waiting = [];
+        routing?.close();
         await transport.close();
-        await server?.stop();
+        await routing?.server.stop();
       })();
       return closing;
     },
   };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Run `attempt` until it succeeds or NATS_START_TIMEOUT_MS passes (a mismatched CA is final). */
@@ -332,13 +360,6 @@ async function retrying<T>(attempt: () => Promise<T>): Promise<T> {
     }
     await new Promise((wake) => setTimeout(wake, NATS_START_RETRY_MS));
   }
-}
-
-function keySetOf(keys: readonly Uint8Array[]): string {
-  return keys
-    .map((k) => Buffer.from(k).toString("hex"))
-    .sort()
-    .join(",");
 }
 
 function flatStats(transport: NatsTransport): Record<string, number> {
