@@ -124,6 +124,10 @@ export class Daemon {
           memberNodeKeys(certificates, (hex) =>
             node === undefined ? !revokedAtStart.has(hex) : node.trust.isTrusted(hex, Date.now()),
           ),
+        // A revoked seed's server is no longer routed to (nats-routes.ts).
+        isRevoked: (hex) => (node === undefined ? revokedAtStart.has(hex) : node.trust.isRevoked(hex)),
+        natsUrl: config.natsUrl,
+        natsCaFile: config.natsCaFile,
         maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES,
         log,
       });
@@ -218,6 +222,7 @@ export class Daemon {
     // announcement was in flight would otherwise not know our key, and refuse what we send it —
     // results routed up a command's tree through it included.
     for (const env of [...self.chain, self.certificate]) node.relay(env);
+    nats?.attach(node); // a seed announces its nats-server's route and takes the other seeds'
     daemon.#control = await serveControl(config.controlSocket, controlHandlers(daemon));
     log.info(
       {
