@@ -3,10 +3,11 @@
  *
  * - Every ring-0 seed runs Debian's `nats-server` as a supervised child in `<dataDir>/nats/`:
  *   clients on its listen port + NATS_PORT_OFFSET (joins stay on + 1), routes from other seeds'
- *   servers on + NATS_ROUTE_PORT_OFFSET. The server admits the nkeys of every certified, unrevoked node key the
- *   seed holds, each allowed to subscribe only to its own subject (`natsMemberPermissions`). When
- *   trust changes (a join, a revocation) the seed reloads the list, debounced by
- *   NATS_RELOAD_DEBOUNCE_MS: nats-server then closes the connection of every key no longer allowed.
+ *   servers on + NATS_ROUTE_PORT_OFFSET. The server admits the nkeys of every certified, unrevoked
+ *   node key the seed holds, each allowed to subscribe only to its own subject
+ *   (`natsMemberPermissions`). When trust changes (a join, a revocation) the seed reloads the list,
+ *   debounced by NATS_RELOAD_DEBOUNCE_MS: nats-server then closes the connection of every key no
+ *   longer allowed.
  * - Seeds cluster their servers with routes, TLS-verified both ways against the certificates of
  *   servers run by certified ring-0 nodes only (nats-routes.ts): a seed that joins trusts its
  *   issuer's server through the join pin below, and every seed gossips a signed route announcement

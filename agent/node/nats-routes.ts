@@ -12,8 +12,8 @@
  *   certificate. A receiver takes it only from a trusted, unrevoked ring-0 node.
  *
  * Announcement bytes: UTF-8 JSON `{"v":1,"route":"nats-route://host:port","cert":"<base64 DER>"}`,
- * at most MAX_PUBLISH_BYTES (an EC P-256 certificate is about 430 bytes of DER, its route URL under 60). Unknown versions
- * and anything else are refused with BadRouteAnnouncementError.
+ * at most MAX_PUBLISH_BYTES (an EC P-256 certificate is about 430 bytes of DER, a route URL under
+ * 60). Unknown versions and anything else are refused with BadRouteAnnouncementError.
  *
  * The book (`<dataDir>/nats/route-peers.json`, 0600) keeps each peer's key, route URL and
  * certificate, so a restarted seed routes to its peers before it hears from anyone. A revoked
