@@ -24,6 +24,7 @@ export * from "./store/command-seen.ts";
 export * from "./store/errors.ts";
 export * from "./store/key-file.ts";
 export * from "./store/store.ts";
+export * from "./supervise/index.ts";
 export * from "./transport/memory.ts";
 export * from "./transport/nats.ts";
 export * from "./transport/nkey.ts";

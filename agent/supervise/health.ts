@@ -33,6 +33,12 @@ export type HealthCheck =
   | (HealthTiming & { readonly kind: "http"; readonly path: string })
   | (HealthTiming & { readonly kind: "exec"; readonly command: readonly string[] });
 
+/** A check as a caller writes it: the kind, and any fields that differ from the defaults. */
+export type HealthCheckInput = { readonly kind: HealthCheckKind } & Partial<HealthTiming> & {
+    readonly path?: string;
+    readonly command?: readonly string[];
+  };
+
 /** Timing a check gets for the fields it does not name. */
 export const DEFAULT_HEALTH_TIMING: HealthTiming = {
   intervalMs: 10_000,

@@ -6,7 +6,7 @@ import { eventually } from "../../test/support/eventually.ts";
 import { prepareChildLog } from "./child-log.ts";
 import type { ChildHandle, ChildSpec, StartRequest } from "./driver.ts";
 import { InvalidSpecError, MissingBinaryError, SuperviseError, UnenforceableLimitError } from "./errors.ts";
-import { isSameProcessAlive, ProcDriver, proc, readProcStat } from "./proc.ts";
+import { ProcDriver, proc, readPidStat, sameProcessRunning } from "./proc.ts";
 
 let dir: string;
 let childDir: string;
@@ -27,7 +27,7 @@ async function start(d: ProcDriver, spec: ChildSpec, port = 45_000): Promise<Chi
   return handle;
 }
 
-const alive = (pid: number) => readProcStat(pid) !== null && readProcStat(pid)!.state !== "Z";
+const alive = (pid: number) => readPidStat(pid) !== null && readPidStat(pid)!.state !== "Z";
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "enjin-proc-"));
@@ -176,7 +176,7 @@ describe("proc: recovering a child started by an earlier agent", () => {
     const d = driver();
     const h = await start(d, { name: "long", command: ["/bin/sleep", "60"] });
     const ticks = h.state.startTicks as number;
-    expect(isSameProcessAlive(h.pid, ticks)).toBe(true);
+    expect(sameProcessRunning(h.pid, ticks)).toBe(true);
     const other = driver();
     expect(await other.recover({ ...h, state: { ...h.state, startTicks: ticks + 1 } })).toBeNull();
     expect(

@@ -59,7 +59,7 @@ export interface ProcHandleState {
 }
 
 /** Start ticks (field 22) and state letter (field 3) of a process, or null if there is none. */
-export function readProcStat(pid: number): { startTicks: number; state: string } | null {
+export function readPidStat(pid: number): { startTicks: number; state: string } | null {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -79,8 +79,8 @@ export function readBootId(): string {
 }
 
 /** True while the process `pid` that started at `startTicks` lives (zombies count as exited). */
-export function isSameProcessAlive(pid: number, startTicks: number): boolean {
-  const now = readProcStat(pid);
+export function sameProcessRunning(pid: number, startTicks: number): boolean {
+  const now = readPidStat(pid);
   return now !== null && now.startTicks === startTicks && now.state !== "Z" && now.state !== "X";
 }
 
@@ -209,7 +209,7 @@ export class ProcDriver implements Driver {
         // Read in the 'spawn' callback itself: the child cannot have been reaped yet, so its
         // /proc entry (a zombie at worst) is still there.
         child.once("spawn", () => {
-          const stat = child.pid === undefined ? null : readProcStat(child.pid);
+          const stat = child.pid === undefined ? null : readPidStat(child.pid);
           if (stat === null) reject(new Error(`no /proc entry for pid ${child.pid}`));
           else resolve(stat.startTicks);
         });
@@ -248,7 +248,7 @@ export class ProcDriver implements Driver {
   }
 
   #alive(pid: number, s: ProcHandleState): boolean {
-    return s.bootId === this.#boot() && isSameProcessAlive(pid, s.startTicks);
+    return s.bootId === this.#boot() && sameProcessRunning(pid, s.startTicks);
   }
 
   #poll(pid: number, s: ProcHandleState): Promise<ChildExit> {
