@@ -10,7 +10,8 @@ import {
   healthChecks,
   healthStep,
   initialHealth,
-  STARTING_PROBE_INTERVAL_MS,
+  probeDelayMs,
+  STARTING_PROBE_MIN_MS,
 } from "./health.ts";
 import { HealthMonitor } from "./health-monitor.ts";
 import type { Prober } from "./health-probe.ts";
@@ -81,10 +82,18 @@ describe("healthStep", () => {
     for (let t = 0; t < 5_000; t += 500) {
       const step = healthStep(state, bad, check, T0 + t);
       expect(step.changed).toBeNull();
-      expect(step.nextProbeInMs).toBe(STARTING_PROBE_INTERVAL_MS);
+      expect(step.nextProbeInMs).toBe(Math.min(1_000, Math.max(STARTING_PROBE_MIN_MS, t / 10)));
       state = step.state;
     }
     expect(state).toMatchObject({ status: "starting", consecutiveFailures: 0, lastDetail: "ECONNREFUSED" });
+  });
+
+  it("probes a starting run every tenth of its start-up so far, between the minimum and intervalMs", () => {
+    expect(probeDelayMs(check, "starting")).toBe(STARTING_PROBE_MIN_MS);
+    expect(probeDelayMs(check, "starting", 50)).toBe(STARTING_PROBE_MIN_MS);
+    expect(probeDelayMs(check, "starting", 3_000)).toBe(300);
+    expect(probeDelayMs(check, "starting", 60_000)).toBe(1_000);
+    expect(probeDelayMs(check, "healthy", 3_000)).toBe(1_000);
   });
 
   it("the failuresBeforeUnhealthy-th failure in a row after grace makes it unhealthy, for good", () => {
@@ -144,7 +153,7 @@ describe("HealthMonitor on a virtual clock", () => {
       ["unhealthy", "tcp check: ECONNREFUSED"],
     ]);
     // First probe quickly; the failure before it was healthy counted (no grace), then every interval.
-    expect(probedAtMs.map((t) => t - T0)).toEqual([100, 1_100, 2_100, 3_100, 4_100, 5_100]);
+    expect(probedAtMs.map((t) => t - T0)).toEqual([10, 1_010, 2_010, 3_010, 4_010, 5_010]);
     expect(clock.pending).toBe(0); // unhealthy: nothing more is scheduled
   });
 

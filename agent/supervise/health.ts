@@ -47,8 +47,14 @@ export const DEFAULT_HEALTH_TIMING: HealthTiming = {
   graceMs: 10_000,
 };
 
-/** While a run is coming up (its first probe, and failures within its grace period), probe this often. */
-export const STARTING_PROBE_INTERVAL_MS = 100;
+/**
+ * While a run is coming up (its first probe, and failures within its grace period) it is probed
+ * every tenth of the time it has been starting, at least this often apart and at most `intervalMs`:
+ * readiness is noticed within ~10% of the child's own start-up, and a slow starter is not hammered.
+ */
+export const STARTING_PROBE_MIN_MS = 10;
+/** The starting probe delay is the time since the start divided by this. */
+export const STARTING_PROBE_DIVISOR = 10;
 /** Shortest interval a check may have. */
 export const MIN_HEALTH_INTERVAL_MS = 10;
 /** Longest interval, timeout or grace period. */
@@ -178,9 +184,11 @@ export function initialHealth(startedMs: number): HealthState {
   return { status: "starting", consecutiveFailures: 0, lastDetail: "not probed yet", startedMs };
 }
 
-/** How long to wait before the next probe in `status` (quick while a run is coming up). */
-export function probeDelayMs(check: HealthCheck, status: HealthStatus): number {
-  return status === "starting" ? Math.min(check.intervalMs, STARTING_PROBE_INTERVAL_MS) : check.intervalMs;
+/** How long to wait before the next probe: quickly while a run is coming up (see STARTING_PROBE_MIN_MS). */
+export function probeDelayMs(check: HealthCheck, status: HealthStatus, sinceStartMs = 0): number {
+  if (status !== "starting") return check.intervalMs;
+  const adaptiveMs = Math.round(sinceStartMs / STARTING_PROBE_DIVISOR);
+  return Math.min(check.intervalMs, Math.max(STARTING_PROBE_MIN_MS, adaptiveMs));
 }
 
 /**
@@ -214,7 +222,7 @@ export function healthStep(
     return {
       state: { ...state, lastDetail: result.detail },
       changed: null,
-      nextProbeInMs: probeDelayMs(check, "starting"),
+      nextProbeInMs: probeDelayMs(check, "starting", nowMs - state.startedMs),
     };
   const failures = state.consecutiveFailures + 1;
   const unhealthy = failures >= check.failuresBeforeUnhealthy;
