@@ -1,6 +1,6 @@
 /**
  * Host-side helpers of the vm driver: finding qemu, reading the end of a log to say why qemu failed,
- * signalling a process that may already be gone, and waiting with timers that never hold the agent.
+ * signalling a process that may already be gone, and bounded waits.
  */
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,16 +17,15 @@ export const BINARY_DIRS: readonly string[] = [
 /** How much of the log's end a start failure quotes. */
 export const LOG_TAIL_BYTES = 2_000;
 
-/** A sleep that does not keep the agent's process alive (polling a VM that may outlive it). */
-export const idle = (ms: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
+/** Wait `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
-/** True if `promise` settles within `ms` (its timer is cleared either way, and never holds the agent). */
+/** True if `promise` settles within `ms`; the timer is cleared either way, so nothing is left pending. */
 export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => {
     timer = setTimeout(() => resolve(false), Math.max(0, ms));
-    timer.unref();
   });
   try {
     return await Promise.race([

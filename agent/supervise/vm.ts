@@ -42,7 +42,7 @@ import {
   vmPaths,
 } from "./vm-args.ts";
 import { GuestChannel } from "./vm-channel.ts";
-import { BINARY_DIRS, findExecutable, idle, logTail, settledWithin, signalQuietly } from "./vm-host.ts";
+import { BINARY_DIRS, findExecutable, logTail, settledWithin, signalQuietly, sleep } from "./vm-host.ts";
 import { probeKvm } from "./vm-kvm-probe.ts";
 import { qmpExecute } from "./vm-qmp.ts";
 import {
@@ -88,7 +88,7 @@ export interface GuestChannelReporter {
 export type VmDriver = Driver &
   UsageReporter &
   GuestChannelReporter & {
-    /** Close the control channels (the agent is going away); the VMs go on running. */
+    /** The agent is going away: close the control channels and stop polling; the VMs go on running. */
     close(): void;
   };
 
@@ -101,6 +101,8 @@ class Vm implements VmDriver {
   private readonly qemuName: string;
   private readonly hostAddress: string;
   private accelChoice: Promise<VmAccel> | undefined;
+  /** Set by close(): polling of recovered VMs stops. */
+  private closed = false;
   /** Exits of VMs keyed by "pid:startTicks" (started here, or polled after recover). */
   private readonly exits = new Map<string, Promise<ChildExit>>();
   private readonly channels = new Map<string, GuestChannel>();
@@ -149,8 +151,9 @@ class Vm implements VmDriver {
   async validate(spec: ChildSpec): Promise<void> {
     const { options } = this.plan(spec);
     await this.qemu();
-    for (const key of ["kernel", "initrd"] as const) {
+    for (const key of ["kernel", "initrd", "firmware"] as const) {
       const path = options[key];
+      if (path === undefined) continue;
       const st = await stat(path).catch(() => null);
       const readable =
         st?.isFile() === true &&
@@ -215,7 +218,6 @@ class Vm implements VmDriver {
       );
       child.once("exit", (code, signal) => resolve({ code, signal }));
     });
-    child.unref();
     try {
       const pid = child.pid;
       const startTicks = pid === undefined ? null : await processStartTicks(pid);
@@ -268,7 +270,7 @@ class Vm implements VmDriver {
         if (exited) throw new Error("qemu exited before its monitor answered");
         if (Date.now() > deadline)
           throw new Error(`qemu's monitor did not answer: ${(err as Error).message}`);
-        await idle(20);
+        await sleep(20);
       }
     }
   }
@@ -279,8 +281,10 @@ class Vm implements VmDriver {
     const known = this.exits.get(key);
     if (known) return known;
     const exit = (async (): Promise<ChildExit> => {
-      while (await isSameProcess(handle.pid, s.startTicks, s.bootId))
-        await idle(this.opts.pollIntervalMs ?? 200);
+      while (await isSameProcess(handle.pid, s.startTicks, s.bootId)) {
+        await sleep(this.opts.pollIntervalMs ?? 200);
+        if (this.closed) await new Promise(() => {}); // the agent is going away: leave the VM be
+      }
       return { code: null, signal: null, reason: "exited; its status went to the agent that started it" };
     })();
     this.exits.set(key, exit);
@@ -368,6 +372,7 @@ class Vm implements VmDriver {
   }
 
   close(): void {
+    this.closed = true;
     for (const channel of this.channels.values()) channel.close();
     this.channels.clear();
   }
