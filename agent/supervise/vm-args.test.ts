@@ -57,6 +57,7 @@ describe("parseVmSpecOptions", () => {
     [{ append: 'x="y"' }, /driver.append must be an array/],
     [{ machine: "pc-i440fx" }, /driver.machine must be one of q35, microvm/],
     [{ kernal: "/g/vmlinuz" }, /unknown driver option "kernal"/],
+    [{ firmware: "qboot.rom" }, /driver.firmware must be the absolute path/],
   ])("refuses %j", (driver, message) => {
     const bad = spec({}, driver);
     expect(() => parseVmSpecOptions(bad)).toThrow(InvalidSpecError);
@@ -146,6 +147,7 @@ describe("qemuArgs", () => {
     const args = qemuArgs(planOf(spec({ limits: { memoryBytes: 128 * MIB } })));
     expect(valuesOf(args, "-machine")).toEqual(["q35,accel=tcg"]);
     expect(args).not.toContain("-cpu");
+    expect(args).not.toContain("-bios");
     expect(valuesOf(args, "-m")).toEqual(["128"]);
     expect(valuesOf(args, "-smp")).toEqual(["1"]);
     for (const flag of ["-nodefaults", "-no-user-config", "-no-reboot"]) expect(args).toContain(flag);
@@ -173,6 +175,11 @@ describe("qemuArgs", () => {
     expect(valuesOf(args, "-machine")).toEqual(["q35,accel=kvm:tcg"]);
     expect(valuesOf(args, "-cpu")).toEqual(["max"]);
     expect(valuesOf(args, "-smp")).toEqual(["2"]);
+  });
+
+  it("runs the spec's firmware instead of qemu's default BIOS", () => {
+    const args = qemuArgs(planOf(spec({}, { firmware: "/usr/share/qemu/qboot.rom" })));
+    expect(valuesOf(args, "-bios")).toEqual(["/usr/share/qemu/qboot.rom"]);
   });
 
   it("uses virtio-mmio devices on microvm", () => {

@@ -4,7 +4,9 @@
  * vm.ts's), so every choice here is unit-tested.
  *
  * What the guest sees of the spec:
- *   - `spec.driver.kernel` / `initrd`: host paths of the kernel and initramfs qemu boots directly;
+ *   - `spec.driver.kernel` / `initrd`: host paths of the kernel (a bzImage, or an ELF vmlinux qemu
+ *     boots through its PVH entry) and initramfs qemu boots directly; `firmware` optionally replaces
+ *     qemu's default BIOS (qboot, /usr/share/qemu/qboot.rom, boots a kernel in milliseconds);
  *   - `spec.driver.guestPort`: the port the guest serves on; the host's allocated port is forwarded
  *     to it by qemu's user-mode network (`hostfwd`), and the guest gets it as PORT;
  *   - `spec.env`: passed on the kernel command line as NAME=value, which Linux hands to the guest's
@@ -61,6 +63,8 @@ export interface VmSpecOptions {
   readonly append: readonly string[];
   /** Machine type (default q35). */
   readonly machine: VmMachine;
+  /** Absolute host path of the firmware qemu runs instead of its default BIOS (`-bios`), if any. */
+  readonly firmware?: string;
 }
 
 /** What the host allows a guest to have. */
@@ -86,7 +90,7 @@ const GUEST_ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 const CMDLINE_WORD = /^[\x21\x23-\x7e]+$/;
 const CMDLINE_VALUE = /^[\x21\x23-\x7e]*$/;
 const RESERVED_ENV = ["PORT", "HOME", "TERM"];
-const OPTION_KEYS = ["kernel", "initrd", "guestPort", "append", "machine"];
+const OPTION_KEYS = ["kernel", "initrd", "guestPort", "append", "machine", "firmware"];
 const MIB = 1024 * 1024;
 
 const isCleanAbsolute = (p: string) =>
@@ -101,7 +105,7 @@ export function parseVmSpecOptions(spec: ChildSpec): VmSpecOptions {
       throw new InvalidSpecError(
         `${who}: unknown driver option ${JSON.stringify(key)} (known: ${OPTION_KEYS.join(", ")})`,
       );
-  const { kernel, initrd, guestPort, append = [], machine = "q35" } = raw;
+  const { kernel, initrd, guestPort, append = [], machine = "q35", firmware } = raw;
   for (const [key, value] of [
     ["kernel", kernel],
     ["initrd", initrd],
@@ -127,6 +131,10 @@ export function parseVmSpecOptions(spec: ChildSpec): VmSpecOptions {
     throw new InvalidSpecError(
       `${who}: driver.append must be an array of kernel options, each one word of printable ASCII without spaces or quotes`,
     );
+  if (firmware !== undefined && (typeof firmware !== "string" || !isCleanAbsolute(firmware)))
+    throw new InvalidSpecError(
+      `${who}: driver.firmware must be the absolute path of a firmware image on this host, got ${JSON.stringify(firmware)}`,
+    );
   if (typeof machine !== "string" || !VM_MACHINES.includes(machine as VmMachine))
     throw new InvalidSpecError(
       `${who}: driver.machine must be one of ${VM_MACHINES.join(", ")}, got ${JSON.stringify(machine)}`,
@@ -137,6 +145,7 @@ export function parseVmSpecOptions(spec: ChildSpec): VmSpecOptions {
     guestPort,
     append: [...append],
     machine: machine as VmMachine,
+    ...(firmware === undefined ? {} : { firmware }),
   };
 }
 
@@ -288,6 +297,7 @@ export function qemuArgs(plan: QemuPlan): string[] {
   const args = ["-machine", `${options.machine},accel=${plan.accel}`];
   // Under KVM `max` is the host's CPU; under TCG the default model boots no slower and needs nothing.
   if (plan.accel !== "tcg") args.push("-cpu", "max");
+  if (options.firmware !== undefined) args.push("-bios", options.firmware);
   args.push(
     "-m",
     String(plan.memoryMiB),
