@@ -46,6 +46,7 @@ function spec(over: Partial<ChildSpec> = {}, driverOver: Record<string, unknown>
       initrd: guest.initrd,
       guestPort: guest.guestPort,
       append: [...guest.append],
+      ...(guest.firmware === undefined ? {} : { firmware: guest.firmware }),
       ...driverOver,
     },
     ...over,

@@ -1,7 +1,9 @@
 /**
  * Builds the tiny guest the vm driver's tests and benchmark boot, from Debian packages only:
  *   - the kernel: the current `linux-image-*-cloud-amd64` (the one the `linux-image-cloud-amd64`
- *     meta-package depends on), fetched with `apt-get download` and unpacked with `dpkg -x`;
+ *     meta-package depends on), fetched with `apt-get download` and unpacked with `dpkg -x`; its
+ *     bzImage is decompressed here into the ELF vmlinux (kernel-image.ts) so that qemu boots it
+ *     through PVH and the guest skips its own slow decompression under TCG;
  *   - the initramfs (cpio newc, gzip): busybox from `busybox-static` with its applets as symlinks,
  *     the virtio modules the cloud kernel builds as modules (virtio_pci, virtio_net, virtio_console
  *     and what they need, found from each module's modinfo), the ACPI button and evdev modules for a
@@ -9,8 +11,9 @@
  *
  * Results live in a cache directory ($ENJIN_GUEST_CACHE, else ~/.cache/enjin-guest), one directory
  * per combination of inputs (kernel package and version, busybox, init.sh, this builder's layout), so
- * a second run only asks apt-cache which kernel is current and finds everything built. Every output is
- * written to a temporary name and renamed into place, so runs in parallel never see half a file.
+ * a second run only asks apt-cache which kernel is current and finds everything built; building a new
+ * one removes the older ones. Every output is written to a temporary name and renamed into place, so
+ * runs in parallel never see half a file.
  *
  * Run it by hand with `npx tsx test/support/guest/build-guest.ts` (prints the paths as JSON).
  */
@@ -23,12 +26,13 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { type CpioEntry, cpioNewc } from "./cpio.ts";
+import { extractVmlinux } from "./kernel-image.ts";
 import { builtinModules, modinfoDepends, moduleLoadOrder, moduleName } from "./kernel-modules.ts";
 
 const run = promisify(execFile);
 
 /** Bumped whenever the layout of a built guest changes, so old cache entries are not reused. */
-export const GUEST_LAYOUT_VERSION = 1;
+export const GUEST_LAYOUT_VERSION = 3;
 /** The meta-package whose dependency names the current cloud kernel. */
 export const CLOUD_KERNEL_META_PACKAGE = "linux-image-cloud-amd64";
 /** The port the test guest's httpd listens on when the spec says so (the vm driver passes it as PORT). */
@@ -45,10 +49,12 @@ export const TEST_GUEST_MODULES: readonly string[] = [
   "evdev",
 ];
 /**
- * Kernel options that make a TCG boot faster without changing what the test checks: no zeroing of
- * every allocation, no speculative-execution mitigations, no clocksource watchdog and no audit or LSMs.
+ * Kernel options that make a TCG boot faster without changing what the test checks: no crypto
+ * self-tests at boot (the largest single cost under TCG, ~0.6 s), no zeroing of every allocation, no
+ * speculative-execution mitigations, no clocksource watchdog and no audit or LSMs.
  */
 export const TEST_GUEST_APPEND: readonly string[] = [
+  "cryptomgr.notests=1",
   "init_on_alloc=0",
   "mitigations=off",
   "tsc=reliable",
@@ -58,12 +64,20 @@ export const TEST_GUEST_APPEND: readonly string[] = [
   "random.trust_cpu=on",
 ];
 
+/** qemu's qboot (package qemu-system-data): loads a kernel in milliseconds where SeaBIOS takes hundreds. */
+export const QBOOT_FIRMWARE = "/usr/share/qemu/qboot.rom";
+
 /** The guest's files and the settings a vm spec needs to boot it. */
 export interface TestGuest {
+  /** The uncompressed ELF vmlinux when the package's bzImage could be unpacked (PVH boot), else the bzImage. */
   readonly kernel: string;
+  /** The package's compressed kernel as it came (for comparisons: it boots slower under TCG). */
+  readonly bzImage: string;
   readonly initrd: string;
   readonly guestPort: number;
   readonly append: readonly string[];
+  /** qboot when qemu ships it, for spec.driver.firmware; else undefined (qemu's default BIOS). */
+  readonly firmware?: string;
   /** The Debian kernel package and version the kernel came from. */
   readonly kernelPackage: string;
   /** True when this call found the guest already built. */
@@ -254,8 +268,11 @@ export async function buildTestGuest(opts: BuildGuestOptions = {}): Promise<Test
     ]),
   ).slice(0, 16);
   const out = join(cacheDir, `guest-${key}`);
-  const result = (cached: boolean): TestGuest => ({
-    kernel: join(out, "vmlinuz"),
+  const firmware = (await exists(QBOOT_FIRMWARE)) ? QBOOT_FIRMWARE : undefined;
+  const result = async (cached: boolean): Promise<TestGuest> => ({
+    kernel: (await exists(join(out, "vmlinux"))) ? join(out, "vmlinux") : join(out, "vmlinuz"),
+    bzImage: join(out, "vmlinuz"),
+    ...(firmware === undefined ? {} : { firmware }),
     initrd: join(out, "initrd.gz"),
     guestPort: TEST_GUEST_PORT,
     append: TEST_GUEST_APPEND,
@@ -276,12 +293,22 @@ export async function buildTestGuest(opts: BuildGuestOptions = {}): Promise<Test
     const initrd = gzipSync(cpioNewc(initramfsEntries(busybox, applets, modules, init)));
     const built = join(work, "guest");
     await mkdir(built);
-    await rename(vmlinuz, join(built, "vmlinuz"));
+    const image = await readFile(vmlinuz);
+    const elf = extractVmlinux(image);
+    await writeFile(join(built, "vmlinuz"), image);
+    if (elf !== null) await writeFile(join(built, "vmlinux"), elf);
     await writeFile(join(built, "initrd.gz"), initrd);
     await writeFile(join(built, "modules"), `${order.join("\n")}\n`);
     await rename(built, out).catch(async (err) => {
       if (!(await exists(join(out, "initrd.gz")))) throw err; // a parallel build finished first
     });
+    // Guests built from older inputs (a previous kernel, init.sh or layout) are ~70 MB each, and an
+    // older kernel's .deb ~26 MB: drop them.
+    for (const entry of await readdir(cacheDir))
+      if (entry.startsWith("guest-") && join(cacheDir, entry) !== out)
+        await rm(join(cacheDir, entry), { recursive: true, force: true });
+    for (const entry of await readdir(dirname(deb)))
+      if (join(dirname(deb), entry) !== deb) await rm(join(dirname(deb), entry), { force: true });
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -46,7 +46,7 @@ for port in /sys/class/virtio-ports/*; do
 done
 [ -n "$ctl" ] || fatal "no virtio-serial port named enjin.ctl"
 await_node "$ctl" || fatal "$ctl did not appear"
-say "serving on port $PORT, control channel $ctl"
+say "serving on port $PORT, control channel $ctl, kernel uptime $(cut -d" " -f1 /proc/uptime) s"
 
 # Writing blocks until the host end is connected; reading returns end-of-file once it disconnects,
 # and the port is opened again for the next host (an agent that restarted).
