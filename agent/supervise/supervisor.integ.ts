@@ -296,4 +296,38 @@ describe("Supervisor with the proc driver", () => {
     expect(processesIn(info.dir)).toEqual([]);
     expect(await probeHttp("127.0.0.1", info.port, "/health", 200)).toMatchObject({ ok: false });
   });
+
+  it("rotates a child's log by size while it writes, and tails and follows it", async () => {
+    const s = await openSupervisor({ logRotation: { maxBytes: 2_048, keep: 2 }, logCheckIntervalMs: 20 });
+    const info = await s.create({
+      spec: {
+        name: "chatty",
+        command: ["/bin/sh", "-c", 'i=0; while true; do echo "line-$i"; i=$((i+1)); sleep 0.002; done'],
+      },
+      strategy: "proc",
+    });
+    await eventually(
+      async () => expect((await stat(join(info.dir, "log", "current.2"))).size).toBeGreaterThan(0),
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    const tail = (await s.logs("chatty", { lines: 3 })).trim().split("\n");
+    expect(tail.length).toBe(3);
+    const [a, b, c] = tail.map((l) => Number(l.replace("line-", "")));
+    expect([b! - a!, c! - b!]).toEqual([1, 1]);
+    expect(await readdir(join(info.dir, "log"))).not.toContain("current.3");
+
+    const abort = new AbortController();
+    const seen: string[] = [];
+    for await (const chunk of s.followLogs("chatty", { signal: abort.signal, pollIntervalMs: 10 })) {
+      seen.push(chunk.toString("utf8"));
+      if (seen.join("").split("\n").length > 20) abort.abort();
+    }
+    const lines = seen
+      .join("")
+      .split("\n")
+      .filter((l) => /^line-\d+$/.test(l));
+    expect(lines.length).toBeGreaterThan(10);
+  });
 });
