@@ -1,9 +1,10 @@
 /**
  * The vm driver against real qemu booting a real Debian cloud kernel and a busybox initramfs
- * (test/support/guest/build-guest.ts builds it once into a cache). Three boots in all: start, ready on
- * virtio-serial, the page on the forwarded port, a clean QMP power-off; a second start that qemu's
- * SIGKILL ends and wait() reports; the restart policy's decision carried out as a third boot, which a
- * second driver instance (an agent that restarted) recovers and stops. Runs under TCG where KVM does
+ * (test/support/guest/build-guest.ts builds it once into a cache). Four boots in all: start, ready on
+ * virtio-serial, the page on the forwarded port, a clean QMP power-off; a second start whose qemu is
+ * frozen (SIGSTOP), so that a new agent's recover finds its monitor deaf and kills it; a third that
+ * kill -9 ends, wait() reports and the restart policy restarts as a fourth boot, which a second
+ * driver instance (an agent that restarted) recovers and stops. Runs under TCG where KVM does
  * not work (the driver's probe decides).
  */
 
@@ -129,10 +130,12 @@ describe("vm: a real guest under qemu", () => {
     await d.ready(second, READY_TIMEOUT_MS);
     expect((await get(req.port)).body).toBe(TEST_GUEST_PAGE);
 
-    // kill -9 of qemu: wait() says how it ended.
-    process.kill(second.pid, "SIGKILL");
-    const killed = await d.wait(second);
-    expect(killed).toEqual({ code: null, signal: "SIGKILL" });
+    // A qemu that is ours (pid, start time) but whose monitor is deaf (stopped here with SIGSTOP) is
+    // not adopted by a new agent: recover kills it, so no second copy runs beside it on the port.
+    process.kill(second.pid, "SIGSTOP");
+    const deafRecovered = await driver({ qmpTimeoutMs: 500 }).recover(second);
+    expect(deafRecovered).toBeNull();
+    expect(await d.wait(second)).toEqual({ code: null, signal: "SIGKILL" });
     await expect(d.ping(second, 2_000)).rejects.toThrow();
     await d.cleanup(second);
   }, 300_000);
