@@ -218,12 +218,14 @@ class Vm implements VmDriver {
       );
       child.once("exit", (code, signal) => resolve({ code, signal }));
     });
+    let key: string | undefined;
     try {
       const pid = child.pid;
       const startTicks = pid === undefined ? null : await processStartTicks(pid);
       if (pid === undefined || startTicks === null)
         throw new Error(`qemu did not start: ${(await exit).reason ?? "it exited at once"}`);
-      this.exits.set(keyOf(pid, startTicks), exit);
+      key = keyOf(pid, startTicks);
+      this.exits.set(key, exit);
       await this.awaitMonitor(paths.qmpSocket, exit);
       const state: VmState = {
         startTicks,
@@ -246,6 +248,7 @@ class Vm implements VmDriver {
     } catch (err) {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       const ended = await exit;
+      if (key !== undefined) this.exits.delete(key);
       await Promise.all(Object.values(paths).map((p) => rm(p, { force: true })));
       if (err instanceof SuperviseError) throw err;
       throw new ChildStartError(
