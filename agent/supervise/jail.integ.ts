@@ -258,10 +258,12 @@ describe("jail driver (real bwrap, as root)", () => {
     const dir = await childDir("jt-stubborn");
     const spec = {
       name: "jt-stubborn",
-      command: ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+      command: ["/bin/sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 1; done"],
     };
     const handle = await driver.start({ spec, port: await freePort(), dir, logPath: logOf("jt-stubborn") });
     handles.push({ driver, handle });
+    // Only once the shell ignores SIGTERM: start resolves before the child has run any code.
+    await eventually(async () => expect(await readFile(logOf("jt-stubborn"), "utf8")).toContain("trapped"));
     const exit = await driver.stop(handle, 300);
     expect(exit).toMatchObject({ code: null, signal: "SIGKILL" });
     expect(await jailPids(handle.state.initPid as number)).toEqual([]);
