@@ -346,13 +346,13 @@ export class MeshNode {
         return;
       case MessageType.Suspect: {
         const p = msg.payload as PayloadOf<typeof MessageType.Suspect>;
-        this.#membershipEvent({
+        const relay = this.#membershipEvent({
           type: "suspect",
           from: sender,
           node: keyHex(p.node),
           incarnation: p.incarnation,
         });
-        this.#forward(msg, "membership", now);
+        this.#forward(msg, "membership", now, { relay, repair: false });
         return;
       }
       case MessageType.Alive: {
@@ -361,16 +361,21 @@ export class MeshNode {
           this.counters.inc("rejected:alive-not-self");
           return;
         }
-        this.#membershipEvent({ type: "alive", node: sender, incarnation: p.incarnation, addr: p.addr });
-        this.#forward(msg, "membership", now);
+        const relay = this.#membershipEvent({
+          type: "alive",
+          node: sender,
+          incarnation: p.incarnation,
+          addr: p.addr,
+        });
+        this.#forward(msg, "membership", now, { relay, repair: true });
         return;
       }
       case MessageType.Dead: {
         const p = msg.payload as PayloadOf<typeof MessageType.Dead>;
         const node = keyHex(p.node);
         this.#noteDeath(node, p.incarnation, envelope.bytes);
-        this.#membershipEvent({ type: "dead", from: sender, node, incarnation: p.incarnation });
-        this.#forward(msg, "membership", now);
+        const relay = this.#membershipEvent({ type: "dead", from: sender, node, incarnation: p.incarnation });
+        this.#forward(msg, "membership", now, { relay, repair: false });
         return;
       }
       case MessageType.Announce:
@@ -496,8 +501,17 @@ export class MeshNode {
     }
   }
 
-  /** Hand an accepted gossip message to the gossip layer, which marks it seen and forwards it. */
-  #forward(msg: Accepted, priority: BroadcastPriority, now: number): void {
+  /**
+   * Hand an accepted gossip message to the gossip layer, which marks it seen and forwards it. A
+   * membership message is relayed only when it was news here, and only `alive` is offered to
+   * anti-entropy (see gossip's `repair`).
+   */
+  #forward(
+    msg: Accepted,
+    priority: BroadcastPriority,
+    now: number,
+    opts: { relay: boolean; repair: boolean } = { relay: true, repair: true },
+  ): void {
     const event = {
       type: "accepted" as const,
       id: msg.id,
@@ -506,22 +520,29 @@ export class MeshNode {
       hops: msg.hops,
       from: msg.sender,
       priority,
+      ...opts,
     };
     this.#gossipActions(this.gossip.handle(event, now));
   }
 
   // ---- outbound ------------------------------------------------------------------------------
 
-  #membershipEvent(event: MembershipEvent): void {
-    if (this.#stopped) return;
+  /** Feed membership and carry out its actions; true when it asked for the message to be relayed. */
+  #membershipEvent(event: MembershipEvent): boolean {
+    if (this.#stopped) return false;
     const now = this.#now();
-    this.#membershipActions(this.membership.handle(event, now), now);
+    const relay = this.#membershipActions(this.membership.handle(event, now), now);
     this.#reschedule();
+    return relay;
   }
 
-  #membershipActions(actions: MembershipAction[], now: number): void {
+  #membershipActions(actions: MembershipAction[], now: number): boolean {
+    let relay = false;
     for (const action of actions) {
       switch (action.type) {
+        case "relay":
+          relay = true;
+          break;
         case "send":
           this.#sendProbe(action.addr, action.message, action.reconnect === true);
           break;
@@ -537,8 +558,10 @@ export class MeshNode {
           if (m.kind === "alive" && m.node === this.id) this.#ownAlive = envelope;
           if (m.kind === "dead") this.#noteDeath(m.node, m.incarnation, envelope);
           const id = envelopeIdKey(envelope)!;
+          // Our own suspicions and declarations are not offered to anti-entropy either.
+          const repair = m.kind === "alive";
           this.#gossipActions(
-            this.gossip.handle({ type: "publish", id, envelope, priority: "membership" }, now),
+            this.gossip.handle({ type: "publish", id, envelope, priority: "membership", repair }, now),
           );
           break;
         }
@@ -556,6 +579,7 @@ export class MeshNode {
         }
       }
     }
+    return relay;
   }
 
   /**

@@ -248,6 +248,38 @@ describe("anti-entropy", () => {
     expect(b.handle({ type: "digest", from: "self", ids: digest.ids }, 2_003)).toEqual([]);
   });
 
+  it("never offers a repair: false message in a digest, and relay: false marks seen without sending", () => {
+    const a = node({}, 1);
+    a.handle(
+      { type: "publish", id: "dead1", envelope: env("dead1"), priority: "membership", repair: false },
+      0,
+    );
+    a.handle({ type: "publish", id: "alive1", envelope: env("alive1"), priority: "membership" }, 0);
+    const quiet = a.handle(
+      {
+        type: "accepted",
+        id: "dead2",
+        envelope: env("dead2"),
+        hops: 5,
+        from: "p0",
+        priority: "membership",
+        relay: false,
+        repair: false,
+      },
+      0,
+    );
+    expect(quiet).toEqual([]);
+    expect(a.hasSeen("dead2")).toBe(true);
+    expect(a.stats().queued).toBe(2); // dead1 and alive1 go out in the rounds; dead2 does not
+    expect(digestFrom(a).ids).toEqual(["alive1"]);
+    // A repeat of the unrelayed message is a duplicate, like any other.
+    a.handle(
+      { type: "accepted", id: "dead2", envelope: env("dead2"), hops: 5, from: "p0", priority: "membership" },
+      1,
+    );
+    expect(a.stats().duplicateAccepts).toBe(1);
+  });
+
   it("does not ask twice for the same id while a want is in flight", () => {
     const g = node({ antiEntropyIntervalMs: 1_000 });
     expect(g.handle({ type: "digest", from: "p1", ids: ["x", "y"] }, 0)).toHaveLength(1);

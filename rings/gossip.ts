@@ -45,7 +45,18 @@ export {
 export type GossipEvent =
   | { type: "tick" }
   | { type: "peers"; peers: string[] }
-  | { type: "publish"; id: string; envelope: Uint8Array; priority: BroadcastPriority }
+  /**
+   * `repair: false` keeps the message out of the anti-entropy history: it is disseminated, and its
+   * id is remembered as seen, but it is never offered in a digest. For judgements that are only true
+   * when made (a suspicion, a death): repaired after a healed partition they would accuse members
+   * that are alive and reachable again.
+   */
+  | { type: "publish"; id: string; envelope: Uint8Array; priority: BroadcastPriority; repair?: boolean }
+  /**
+   * A verified message from a peer. `relay: false` marks it seen without passing it on (membership
+   * relays only what changed its view, as memberlist does: an accusation already acted on is not
+   * news); `repair` as on publish.
+   */
   | {
       type: "accepted";
       id: string;
@@ -53,6 +64,8 @@ export type GossipEvent =
       hops: number;
       from: string | null;
       priority: BroadcastPriority;
+      relay?: boolean;
+      repair?: boolean;
     }
   | { type: "digest"; from: string; ids: string[] }
   | { type: "want"; from: string; ids: string[] }
@@ -162,12 +175,13 @@ export class Gossip {
         this.peers = [...new Set(event.peers)].filter((p) => p !== this.self);
         return [];
       case "publish":
-        if (!this.remember(event.id, event.envelope, event.priority, nowMs)) return [];
+        if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.published++;
         return this.disseminate(event.id, event.envelope, this.config.maxHops, null, event.priority);
       case "accepted":
-        if (!this.remember(event.id, event.envelope, event.priority, nowMs)) return [];
+        if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.accepted++;
+        if (event.relay === false) return [];
         // Clamped: a peer cannot buy a message more reach than this node would give its own.
         return this.disseminate(
           event.id,
@@ -210,14 +224,21 @@ export class Gossip {
     };
   }
 
-  /** Marks seen and keeps for anti-entropy; false if it was already seen. */
-  private remember(id: string, envelope: Uint8Array, priority: BroadcastPriority, nowMs: number): boolean {
+  /** Marks seen and (when `keep`) keeps for anti-entropy; false if it was already seen. */
+  private remember(
+    id: string,
+    envelope: Uint8Array,
+    priority: BroadcastPriority,
+    nowMs: number,
+    keep: boolean,
+  ): boolean {
     this.pendingWants.delete(id);
     if (this.seen.has(id)) {
       this.counters.duplicateAccepts++;
       return false;
     }
     this.seen.add(id, nowMs);
+    if (!keep) return true;
     this.lane(priority).set(id, { envelope, priority, expiresAtMs: nowMs + this.config.historyTtlMs });
     this.pruneHistory(nowMs);
     return true;

@@ -60,7 +60,8 @@ class Cluster {
             ? { type: kind, ...from, target }
             : { type: kind, from: id, seq };
         this.post(action.to, event);
-      } else {
+      } else if (action.type === "broadcast") {
+        // Broadcasts go straight to everyone here, so relays are not needed.
         const { kind, node: about, incarnation, addr } = action.message;
         const event: MembershipEvent =
           kind === "alive"

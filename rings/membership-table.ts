@@ -118,45 +118,56 @@ export class MemberTable {
   }
 
   /**
-   * `node` says it is alive at `incarnation`. Returns true when the node (re)joined — new, or back
-   * from dead/left — so the prober adds it to the current round.
+   * `node` says it is alive at `incarnation`. Returns "joined" when the node is new or back from
+   * dead/left (the prober adds it to the current round), "updated" for a newer incarnation of a
+   * member we hold, "stale" when it told us nothing (and for news about ourselves).
    */
-  alive(node: NodeId, incarnation: number, addr: string, nowMs: number, out: MembershipAction[]): boolean {
+  alive(
+    node: NodeId,
+    incarnation: number,
+    addr: string,
+    nowMs: number,
+    out: MembershipAction[],
+  ): "joined" | "updated" | "stale" {
     if (node === this.me.id) {
       // Our own older life, or another process with our key: out-number it.
       const me = this.me;
       const stale = incarnation < me.incarnation || (incarnation === me.incarnation && addr === me.addr);
       if (!stale) this.refute(incarnation, out, false);
-      return false;
+      return "stale";
     }
     const m = this.records.get(node);
     if (!m) {
       this.records.set(node, { id: node, addr, incarnation, state: "alive", stateChangeMs: nowMs });
       out.push({ type: "changed", id: node, state: "alive", incarnation });
-      return true;
+      return "joined";
     }
-    if (incarnation <= m.incarnation) return false;
+    if (incarnation <= m.incarnation) return "stale";
     m.incarnation = incarnation;
     m.addr = addr;
     this.suspicions.delete(node);
     const rejoined = m.state === "dead" || m.state === "left";
     this.transition(m, "alive", nowMs, out);
-    return rejoined;
+    return rejoined ? "joined" : "updated";
   }
 
-  /** `from` declares `node` dead at `incarnation`; final for that incarnation. */
-  dead(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]): void {
+  /**
+   * `from` declares `node` dead at `incarnation`; final for that incarnation. Returns true when it
+   * was news (the member was alive or suspect here), false when we knew or it was about us.
+   */
+  dead(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]): boolean {
     const m = this.records.get(node);
     // An accusation about an incarnation we have moved past: make sure the newer one is out.
     if (m === this.me && incarnation < m.incarnation) this.announce(out, false);
-    if (!m || incarnation < m.incarnation || m.state === "dead" || m.state === "left") return;
+    if (!m || incarnation < m.incarnation || m.state === "dead" || m.state === "left") return false;
     if (m === this.me) {
       this.refute(incarnation, out);
-      return;
+      return false;
     }
     m.incarnation = incarnation;
     this.suspicions.delete(node);
     this.transition(m, from === node ? "left" : "dead", nowMs, out);
+    return true;
   }
 
   /** Our own entry in a seed list that peers already hold: take its incarnation as it is. */

@@ -142,4 +142,11 @@ export type MembershipAction =
   /** Gossip a message of our own to the ring (retransmit it `retransmitLimit()` times). */
   | { type: "broadcast"; message: GossipMessage }
   /** A member (or this node, on leave) moved to `state`. Fires exactly once per transition. */
-  | { type: "changed"; id: NodeId; state: MemberState; incarnation: number };
+  | { type: "changed"; id: NodeId; state: MemberState; incarnation: number }
+  /**
+   * Pass on the gossiped suspect/alive/dead just handled: it was news here (a new suspicion or an
+   * independent confirmation, a newer incarnation, a death we did not know). Absent, the message
+   * stops here, as memberlist rebroadcasts only what changed its state: otherwise every redundant
+   * declaration of one death would flood the whole ring.
+   */
+  | { type: "relay" };

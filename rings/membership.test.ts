@@ -186,6 +186,24 @@ describe("Membership suspicion", () => {
     expect(whenChanged(drive(m2, 60_000), C, "dead")).toEqual([5000 + 4000]);
   });
 
+  it("asks to relay only gossip that was news: a new suspicion or confirmation, never one about itself", () => {
+    const relays = (out: MembershipAction[]) => out.filter((a) => a.type === "relay").length;
+    const m = node([B, C, D, E]);
+    drive(m, 5000);
+    expect(relays(m.handle({ type: "suspect", from: B, node: C, incarnation: 0 }, 5000))).toBe(1);
+    expect(relays(m.handle({ type: "suspect", from: B, node: C, incarnation: 0 }, 5001))).toBe(0); // repeat
+    expect(relays(m.handle({ type: "suspect", from: D, node: C, incarnation: 0 }, 5002))).toBe(1); // confirmation
+    expect(relays(m.handle({ type: "dead", from: D, node: C, incarnation: 0 }, 5003))).toBe(1);
+    expect(relays(m.handle({ type: "dead", from: E, node: C, incarnation: 0 }, 5004))).toBe(0); // known
+    expect(relays(m.handle({ type: "suspect", from: E, node: C, incarnation: 0 }, 5005))).toBe(0); // dead already
+    // About ourselves: refuted with our own alive, and the accusation goes no further.
+    const out = m.handle({ type: "suspect", from: B, node: A, incarnation: 0 }, 5006);
+    expect(relays(out)).toBe(0);
+    expect(gossip(out)).toEqual([{ kind: "alive", node: A, incarnation: 1, addr: addr(A) }]);
+    expect(relays(m.handle({ type: "dead", from: B, node: A, incarnation: 1 }, 5007))).toBe(0);
+    expect(relays(m.handle({ type: "alive", node: A, incarnation: 9, addr: addr(A) }, 5008))).toBe(0);
+  });
+
   it("refutes accusations against itself with a higher incarnation, at a health cost", () => {
     const m = node([B, C]);
     const out = m.handle({ type: "suspect", from: B, node: A, incarnation: 0 }, 100);
@@ -208,7 +226,10 @@ describe("Membership suspicion", () => {
 
   it("ignores stale incarnations and gossip about unknown nodes; dead is final for its incarnation", () => {
     const m = node([B, C, D]);
-    expect(m.handle({ type: "alive", node: C, incarnation: 2, addr: addr(C) }, 10)).toEqual([]); // no transition
+    // A newer incarnation of a live member: no transition, but news worth relaying.
+    expect(m.handle({ type: "alive", node: C, incarnation: 2, addr: addr(C) }, 10)).toEqual([
+      { type: "relay" },
+    ]);
     expect(m.handle({ type: "suspect", from: B, node: C, incarnation: 1 }, 20)).toEqual([]);
     expect(m.handle({ type: "dead", from: B, node: C, incarnation: 1 }, 30)).toEqual([]);
     expect(m.handle({ type: "alive", node: C, incarnation: 2, addr: "moved" }, 40)).toEqual([]);
@@ -217,13 +238,15 @@ describe("Membership suspicion", () => {
     expect(m.member(F)).toBeUndefined();
     expect(m.member(C)).toMatchObject({ state: "alive", incarnation: 2, addr: addr(C) });
 
-    expect(changes(m.handle({ type: "dead", from: B, node: C, incarnation: 2 }, 70))).toEqual([
-      { id: C, state: "dead" },
+    expect(m.handle({ type: "dead", from: B, node: C, incarnation: 2 }, 70)).toEqual([
+      { type: "changed", id: C, state: "dead", incarnation: 2 },
+      { type: "relay" },
     ]);
     expect(m.handle({ type: "dead", from: D, node: C, incarnation: 2 }, 75)).toEqual([]);
     expect(m.handle({ type: "alive", node: C, incarnation: 2, addr: addr(C) }, 80)).toEqual([]);
     const back = m.handle({ type: "alive", node: C, incarnation: 3, addr: "new" }, 90);
     expect(changes(back)).toEqual([{ id: C, state: "alive" }]);
+    expect(back.at(-1)).toEqual({ type: "relay" });
     expect(m.member(C)).toMatchObject({ state: "alive", incarnation: 3, addr: "new" });
 
     expect(changes(m.handle({ type: "alive", node: F, incarnation: 0, addr: "f" }, 100))).toEqual([

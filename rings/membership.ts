@@ -40,6 +40,9 @@ interface Relay {
   nackAtMs: number;
 }
 
+/** Pass the gossiped message just handled on: it changed this node's view (see MembershipAction). */
+const RELAY: MembershipAction = { type: "relay" };
+
 /** Sequence numbers wrap like the wire's uint32. */
 const SEQ_MODULUS = 2 ** 32;
 
@@ -107,13 +110,13 @@ export class Membership {
           this.probe.nacks.add(event.from);
         break;
       case "suspect":
-        this.table.suspect(event.from, event.node, event.incarnation, nowMs, out);
+        if (this.table.suspect(event.from, event.node, event.incarnation, nowMs, out)) out.push(RELAY);
         break;
       case "alive":
-        this.onAlive(event.node, event.incarnation, event.addr, nowMs, out);
+        if (this.onAlive(event.node, event.incarnation, event.addr, nowMs, out)) out.push(RELAY);
         break;
       case "dead":
-        this.table.dead(event.from, event.node, event.incarnation, nowMs, out);
+        if (this.table.dead(event.from, event.node, event.incarnation, nowMs, out)) out.push(RELAY);
         break;
       case "leave":
         this.table.leave(nowMs, out);
@@ -326,14 +329,16 @@ export class Membership {
     this.send(target, targetRecord.addr, { kind: "ping", seq: localSeq, target }, out);
   }
 
+  /** Applies an `alive`; true when it was news (a new member, a newer incarnation, a rejoin). */
   private onAlive(
     node: NodeId,
     incarnation: number,
     addr: string,
     nowMs: number,
     out: MembershipAction[],
-  ): void {
-    if (!this.table.alive(node, incarnation, addr, nowMs, out) || this.probeSet.has(node)) return;
+  ): boolean {
+    const news = this.table.alive(node, incarnation, addr, nowMs, out);
+    if (news !== "joined" || this.probeSet.has(node)) return news !== "stale";
     // A member new to this round goes at a random place among those not probed yet: appended, then
     // swapped with a random one of them (O(1), where a splice would move the whole tail).
     const order = this.probeOrder;
@@ -343,6 +348,7 @@ export class Membership {
     const at = this.probeIndex + randomInt(this.rng, order.length - this.probeIndex);
     order[last] = order[at] as NodeId;
     order[at] = node;
+    return true;
   }
 
   private send(to: NodeId, addr: string, message: ProbeMessage, out: MembershipAction[]): void {
