@@ -22,8 +22,12 @@ export interface Percentiles {
 
 /** Memory of one process, MiB. */
 export interface Memory {
+  /** VmRSS: every resident page mapped, shared ones (the node binary, libraries) included. */
   readonly rssMiB: number;
+  /** Private_Clean + Private_Dirty: resident pages no other process maps. */
   readonly privateMiB: number;
+  /** Pss: private pages plus each shared page divided by the processes sharing it. */
+  readonly pssMiB: number;
 }
 
 /** How long any one wait may take. */
@@ -100,7 +104,7 @@ export async function until<T>(
   throw new Error(`timed out (${timeoutMs} ms) waiting for ${what}`);
 }
 
-/** VmRSS and Private_Clean + Private_Dirty (smaps_rollup) of `pid`. */
+/** VmRSS, Private_Clean + Private_Dirty and Pss (smaps_rollup) of `pid`. */
 export async function memoryOf(pid: number): Promise<Memory> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8");
@@ -110,6 +114,7 @@ export async function memoryOf(pid: number): Promise<Memory> {
   return {
     rssMiB: mib(kb(status, "VmRSS")),
     privateMiB: mib(kb(rollup, "Private_Clean") + kb(rollup, "Private_Dirty")),
+    pssMiB: mib(kb(rollup, "Pss")),
   };
 }
 

@@ -14,12 +14,13 @@
  *    `status`, beside `node -e 0` and `node --import tsx -e 0`.
  *
  * ringd and ringctl are the built JavaScript (dist/, `npm run build`; the bench refuses a missing or
- * stale build) unless `runner: "tsx"`; `nodeOptions` go to every ringd and ringctl (Node and V8
- * flags, to measure their effect). Processes are started by scripts/ringd-process.ts.
+ * stale build) unless `runner: "tsx"`, with the node options of their shebang lines unless
+ * `nodeOptions` replaces them (`--node-options=""`: none), to measure flags' effect. Processes are
+ * started by scripts/ringd-process.ts.
  *
  * Every process started here is killed at the end and the temp dir removed; every wait is bounded.
  * Run directly to print JSON: `npx tsx bench/mesh.ts [--nodes 20] [--transport zeromq|nats]
- * [--runner dist|tsx] [--node-options "--max-semi-space-size=1 …"]`.
+ * [--runner dist|tsx] [--node-options="--max-semi-space-size=1 …"]`.
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -66,7 +67,7 @@ export interface MeshBenchOptions {
   readonly idleMs?: number;
   /** "dist" (default: the build, which must be fresh) or "tsx" (the sources). */
   readonly runner?: Runner;
-  /** Node options for every ringd and ringctl (default none). */
+  /** Node options for every ringd and ringctl (default: those of each binary's shebang line). */
   readonly nodeOptions?: readonly string[];
   /** Progress lines (default: none). */
   readonly say?: (line: string) => void;
@@ -76,7 +77,7 @@ export interface MeshBenchOptions {
 export interface MeshResults {
   readonly transport: "zeromq" | "nats";
   readonly nodes: number;
-  /** How ringd ran: the build or tsx, and the Node options given. */
+  /** How ringd ran: the build or tsx, and its node options. */
   readonly runner: Runner;
   readonly nodeOptions: readonly string[];
   /** 1-minute load average when the run started and when it ended (others' work on the machine shows here). */
@@ -147,11 +148,12 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
   const batch = opts.batch ?? 10;
   const idleMs = opts.idleMs ?? 10_000;
   const say = opts.say ?? (() => undefined);
-  const nodeOptions = opts.nodeOptions ?? [];
-  const procs = new RingdProcesses({ runner: opts.runner ?? "dist", nodeOptions });
-  say(
-    `ringd: ${procs.runner} (${procs.reason})${nodeOptions.length > 0 ? `, node ${nodeOptions.join(" ")}` : ""}`,
-  );
+  const procs = new RingdProcesses({
+    runner: opts.runner ?? "dist",
+    ...(opts.nodeOptions === undefined ? {} : { nodeOptions: opts.nodeOptions }),
+  });
+  const nodeOptions = procs.nodeOptions("ringd");
+  say(`ringd: ${procs.runner} (${procs.reason}), node options: ${nodeOptions.join(" ") || "none"}`);
   const runTool = async (bin: "ringd" | "ringctl", args: string[]): Promise<string> => {
     const r = await procs.run(bin, args, WAIT_MS);
     if (r.code !== 0) throw new Error(`${bin} ${args[0]} exited ${r.code}: ${r.stderr}`);
@@ -371,6 +373,14 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     await sleep(idleMs);
     const joined = [...daemons.entries()].filter(([i]) => i !== 0).map(([, c]) => c.pid!);
     const mems = await Promise.all(joined.map(memoryOf));
+    const privates = (from: number, to: number) =>
+      mems
+        .slice(from, to)
+        .map((m) => m.privateMiB)
+        .join(" ");
+    say(
+      `private MiB: after join, then start: ${privates(0, timedJoins)}; join --start: ${privates(timedJoins, mems.length)}`,
+    );
     const median = (f: (m: Memory) => number) =>
       [...mems].map(f).sort((a, b) => a - b)[Math.floor(mems.length / 2)]!;
     const results: MeshResults = {
@@ -399,10 +409,15 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
       },
       memory: {
         idleMs,
-        ringdMedian: { rssMiB: median((m) => m.rssMiB), privateMiB: median((m) => m.privateMiB) },
+        ringdMedian: {
+          rssMiB: median((m) => m.rssMiB),
+          privateMiB: median((m) => m.privateMiB),
+          pssMiB: median((m) => m.pssMiB),
+        },
         ringdMax: {
           rssMiB: Math.max(...mems.map((m) => m.rssMiB)),
           privateMiB: Math.max(...mems.map((m) => m.privateMiB)),
+          pssMiB: Math.max(...mems.map((m) => m.pssMiB)),
         },
         tsxIdle: await memoryOf(tsxIdle.pid!),
         nodeIdle: await memoryOf(nodeIdle.pid!),
@@ -423,7 +438,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       nodes: { type: "string", default: "20" },
       transport: { type: "string", default: "zeromq" },
       runner: { type: "string", default: "dist" },
-      "node-options": { type: "string", default: "" },
+      "node-options": { type: "string" },
     },
   });
   const transport = values.transport === "nats" ? "nats" : "zeromq";
@@ -431,7 +446,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     nodes: Number(values.nodes),
     transport,
     runner: values.runner === "tsx" ? "tsx" : "dist",
-    nodeOptions: values["node-options"].split(/\s+/).filter((o) => o !== ""),
+    ...(values["node-options"] === undefined
+      ? {}
+      : { nodeOptions: values["node-options"].split(/\s+/).filter((o) => o !== "") }),
     say: (line) => process.stderr.write(`${line}\n`),
   });
   console.log(JSON.stringify(r, null, 2));

@@ -9,7 +9,7 @@
  * throws when it is missing or stale), `runner: "tsx"` insists on the sources.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { connectControl } from "../agent/daemon/index.ts";
 
@@ -64,7 +64,11 @@ export function staleBuildReason(root = REPO_ROOT): string | undefined {
 export interface RingdProcessesOptions {
   /** "auto" (default): dist when built and fresh, else tsx. */
   readonly runner?: Runner | "auto";
-  /** Extra node options before the script (e.g. V8 flags), for every ringd and ringctl. */
+  /**
+   * Node options for every ringd and ringctl, in place of those the binary's shebang line gives
+   * node (`#!/usr/bin/env -S node FLAGS`), which are used by default so that these processes run
+   * as the installed binary does.
+   */
   readonly nodeOptions?: readonly string[];
   readonly root?: string;
 }
@@ -90,13 +94,13 @@ export class RingdProcesses {
   /** Why (e.g. "dist is built and fresh", or what made it stale). */
   readonly reason: string;
   readonly root: string;
-  readonly #nodeOptions: readonly string[];
+  readonly #nodeOptions: readonly string[] | undefined;
   readonly #children = new Set<ChildProcess>();
   readonly #stderrTail = new Map<ChildProcess, string>();
 
   constructor(options: RingdProcessesOptions = {}) {
     this.root = options.root ?? REPO_ROOT;
-    this.#nodeOptions = options.nodeOptions ?? [];
+    this.#nodeOptions = options.nodeOptions;
     const wanted = options.runner ?? "auto";
     const stale = wanted === "tsx" ? undefined : staleBuildReason(this.root);
     if (wanted === "dist" && stale !== undefined) throw new Error(`dist/ cannot be used: ${stale}`);
@@ -105,13 +109,22 @@ export class RingdProcesses {
       wanted === "tsx" ? "tsx asked for" : stale === undefined ? "dist/ is built and fresh" : stale;
   }
 
+  /** The script that is `bin`: dist/ctl/bin/BIN.js, or ctl/bin/BIN.ts under tsx. */
+  script(bin: RingdBin): string {
+    return this.runner === "dist"
+      ? join(this.root, "dist", "ctl", "bin", `${bin}.js`)
+      : join(this.root, "ctl", "bin", `${bin}.ts`);
+  }
+
+  /** The node options `bin` runs with: those given, else its shebang's. */
+  nodeOptions(bin: RingdBin): readonly string[] {
+    return this.#nodeOptions ?? shebangNodeOptions(this.script(bin));
+  }
+
   /** node's arguments that run `bin` with `args` from this checkout. */
   argv(bin: RingdBin, args: readonly string[]): string[] {
-    const script =
-      this.runner === "dist"
-        ? [join(this.root, "dist", "ctl", "bin", `${bin}.js`)]
-        : ["--import", "tsx", join(this.root, "ctl", "bin", `${bin}.ts`)];
-    return [...this.#nodeOptions, ...script, ...args];
+    const loader = this.runner === "dist" ? [] : ["--import", "tsx"];
+    return [...this.nodeOptions(bin), ...loader, this.script(bin), ...args];
   }
 
   /** Run `bin` to completion (killed after `timeoutMs`, default 120 s). */
@@ -214,6 +227,25 @@ export class RingdProcesses {
           }),
       ),
     );
+  }
+}
+
+/**
+ * The node options in `script`'s first line when it is `#!/usr/bin/env -S node OPTIONS` (how an
+ * executable passes options to node), else none.
+ */
+export function shebangNodeOptions(script: string): string[] {
+  const fd = openSync(script, "r");
+  try {
+    const head = Buffer.alloc(256);
+    const line = head
+      .subarray(0, readSync(fd, head, 0, head.length, 0))
+      .toString()
+      .split("\n")[0]!;
+    const m = /^#!\/usr\/bin\/env -S node((?: +\S+)*) *$/.exec(line);
+    return m === null ? [] : m[1]!.split(" ").filter((o) => o !== "");
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,8 +1,15 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * The ringd executable: run the ringd program on this process's arguments and exit with its code.
  * `npm run build` compiles it to dist/ctl/bin/ringd.js (package.json `bin`); from the sources it
  * runs with `node --import tsx ctl/bin/ringd.ts`.
+ *
+ * The shebang caps V8's young generation at 1 MiB per semi-space (V8 grows it to 8 MiB when a
+ * burst of allocations survives, as when ten nodes join at once, and keeps it): a joined node's
+ * private memory falls from ~27-29 to ~25 MiB and its worst from ~38 to ~27 MiB, with no change
+ * in exec round trips or the ingest rate (docs/BENCHMARKS.md, "Built ringd"). The flag cannot be
+ * set once V8 is running; scripts/ringd-process.ts reads it from this line, and an operator who
+ * runs `node dist/ctl/bin/ringd.js` directly passes it the same way.
  */
 import { runCli } from "../cli.ts";
 import { ringd } from "../ringd.ts";
