@@ -3,13 +3,15 @@
  * one-time token) and `start` (run the node until SIGTERM or SIGINT). Each reads the configuration
  * the way `ringd config show` prints it; `init` and `join` write what they decided (ring, listen
  * address, name, labels) into <dataDir>/ringd.json so that a later `start` needs no flags.
+ * `start --join-token-file FILE` joins first when the data directory holds no node yet, so that one
+ * command line serves a supervised child's first start and every restart (agent/node/self-host.ts).
  *
  * The store, the daemon and the join client are imported inside the command that needs them, so
  * `ringd version`, `help` and `config` load none of LevelDB, ZeroMQ or NATS, and `start` loads only
  * the transport its configuration names (docs/BENCHMARKS.md: start-up).
  */
-import { readFile, writeFile } from "node:fs/promises";
-
+import { constants as fsc } from "node:fs";
+import { open, readFile, rm, writeFile } from "node:fs/promises";
 import { join as joinPath } from "node:path";
 import {
   CONFIG_FILE_NAME,
@@ -21,7 +23,7 @@ import {
 import type { Daemon } from "../agent/node/daemon.ts";
 import type { CommandContext, CommandSpec } from "./cli.ts";
 import { configFlagsFrom, configOptions } from "./config-options.ts";
-import { UsageError } from "./errors.ts";
+import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 
 async function config(ctx: CommandContext): Promise<DaemonConfig> {
@@ -96,6 +98,142 @@ async function runDaemon(ctx: CommandContext, cfg: DaemonConfig): Promise<ExitCo
   return ExitCode.Ok;
 }
 
+/** What `join` prints: the node that joined. */
+interface Joined {
+  readonly meshId: string;
+  readonly nodeKey: string;
+  readonly ring: number;
+  readonly tiers: readonly string[];
+  readonly compartment: readonly string[];
+  readonly issuer: string;
+}
+
+function joinedText(j: Joined): string {
+  return `joined mesh ${j.meshId} as a ring-${j.ring} node${j.tiers.length > 0 ? ` (tiers ${j.tiers.join(",")})` : ""}`;
+}
+
+/** The join token file of `start --join-token-file` is missing, unsafe or empty. Exit 5. */
+export class JoinTokenFileError extends CliError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.Config, options);
+  }
+}
+
+/** Largest join token file read (a token is ~200 characters). */
+export const MAX_JOIN_TOKEN_FILE_BYTES = 4096;
+
+/**
+ * The token in `path`: a regular file (not a link) that only its owner may read or write, holding
+ * one token line. Anything else is a JoinTokenFileError saying what to fix.
+ */
+export async function readJoinTokenFile(path: string): Promise<string> {
+  let file: Awaited<ReturnType<typeof open>>;
+  try {
+    file = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    throw new JoinTokenFileError(
+      `cannot open the join token file ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)}); ` +
+        "it must be a regular file, not a link, readable by the user running ringd",
+      { cause: err },
+    );
+  }
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) throw new JoinTokenFileError(`the join token file ${path} is not a regular file`);
+    if ((info.mode & 0o077) !== 0)
+      throw new JoinTokenFileError(
+        `the join token file ${path} may be read by others (mode ${(info.mode & 0o777).toString(8)}); ` +
+          `run 'chmod 600 ${path}' (a token is a secret)`,
+      );
+    if (info.size > MAX_JOIN_TOKEN_FILE_BYTES)
+      throw new JoinTokenFileError(
+        `the join token file ${path} holds ${info.size} bytes, at most ${MAX_JOIN_TOKEN_FILE_BYTES}: is it the token?`,
+      );
+    const token = (await file.readFile("utf8")).trim();
+    if (token === "") throw new JoinTokenFileError(`the join token file ${path} is empty`);
+    return token;
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Join the mesh with the token `readToken` gives: make the key, redeem, store the certificate and
+ * the trust bundle, record ring and the given fields in ringd.json. A data directory that already
+ * holds a node is refused (AlreadyInitializedError), or with `ifJoined: "skip"` left as it is
+ * (undefined is returned, and the token is not read).
+ */
+async function joinMesh(
+  ctx: CommandContext,
+  cfg: DaemonConfig,
+  readToken: () => Promise<string>,
+  ifJoined: "refuse" | "skip" = "refuse",
+): Promise<Joined | undefined> {
+  const [
+    { openStore },
+    { joinWithToken },
+    { MeshState },
+    { parseNatsJoinPeers },
+    { openRingSecret },
+    { AlreadyInitializedError },
+    { decodeCertificate, decodeEnvelope, keyHex },
+  ] = await Promise.all([
+    import("../agent/store/store.ts"),
+    import("../agent/node/join.ts"),
+    import("../agent/node/mesh-state.ts"),
+    import("../agent/node/nats-link.ts"),
+    import("../agent/node/ring-secret.ts"),
+    import("../agent/node/seed.ts"),
+    import("../protocol/index.ts"),
+  ]);
+  const store = await openStore(cfg.dataDir);
+  try {
+    const state = new MeshState(store);
+    const existing = await state.mesh();
+    if (existing !== undefined && ifJoined === "skip") return undefined;
+    if (existing !== undefined)
+      throw new AlreadyInitializedError(
+        `${cfg.dataDir} already belongs to mesh ${existing.meshId}; start it with 'ringd start --data-dir ${cfg.dataDir}' (no token needed)`,
+      );
+    const token = await readToken();
+    const identity = await store.loadIdentity(Date.now());
+    const host = cfg.listen.slice(0, cfg.listen.lastIndexOf(":"));
+    const joined = await joinWithToken({
+      token,
+      identity,
+      name: cfg.name,
+      listen: `tcp://${host === "0.0.0.0" ? "*" : host}:0`,
+      ...(host === "0.0.0.0" ? { advertiseHost: "127.0.0.1" } : {}),
+      nowMs: () => Date.now(),
+      onAttempt: (endpoint, attempt) => ctx.info(`joining via ${endpoint} (attempt ${attempt}) ...`),
+    });
+    const { response } = joined;
+    const cert = decodeCertificate(decodeEnvelope(response.certificate));
+    await state.establish(
+      joined.rootKey,
+      { ring: cert.ring, certificate: response.certificate, chain: response.chain },
+      response.certificates,
+      response.revocations,
+      response.members
+        .filter((m) => keyHex(m.node) !== keyHex(identity.publicKey))
+        .map((m) => ({ id: keyHex(m.node), addr: m.addr, incarnation: m.incarnation })),
+      parseNatsJoinPeers(response.peers), // a NATS mesh's server, to fetch and pin at start
+      openRingSecret(response.sealedSecrets, identity), // sealed to this node's key alone
+    );
+    await saveConfig(cfg.dataDir, { ring: cert.ring, ...givenFields(ctx, cfg) });
+    return {
+      meshId: (await state.mesh())!.meshId,
+      nodeKey: keyHex(identity.publicKey),
+      ring: cert.ring,
+      tiers: cert.tiers,
+      compartment: cert.compartment,
+      issuer: keyHex(joined.issuerKey),
+    };
+  } finally {
+    await store.close();
+  }
+}
+
 const nodeOptions = configOptions();
 
 /** `ringd init`: make the first ring-0 node of a new mesh. */
@@ -166,19 +304,44 @@ export const startCommand: CommandSpec = {
     "the next port when the node may issue certificates, and ringctl on the control socket. With " +
     "--transport nats, a ring-0 seed runs nats-server on the port after that (state in <dataDir>/nats) " +
     "and every other node connects to the server its issuer named at join. Logs " +
-    "go to stderr as JSON (or --log-file). SIGTERM or SIGINT leaves the mesh gracefully.",
-  options: nodeOptions,
+    "go to stderr as JSON (or --log-file). SIGTERM or SIGINT leaves the mesh gracefully.\n\n" +
+    "With --join-token-file FILE, a data directory that holds no node yet joins first with the " +
+    "token in FILE (as 'ringd join' would; FILE must be a regular file of mode 0600 or stricter) " +
+    "and FILE is deleted once the node is stored; a directory that holds a node already starts as " +
+    "it is and FILE, if still there, is deleted unread. One command line thus serves a supervised " +
+    "child's first start and every restart, and the token never appears in its arguments.",
+  options: {
+    ...nodeOptions,
+    "join-token-file": {
+      type: "string",
+      valueName: "FILE",
+      description:
+        "Join with the token in FILE first when the data directory holds no node yet; FILE is deleted once used or not needed.",
+    },
+  },
   jsonOutput:
     '{"meshId", "nodeKey", "fingerprint", "ring", "name", "address", "joinAddress", "controlSocket", "startedMs"} once ready',
-  exitCodes: [ExitCode.Config, ExitCode.Refused],
+  exitCodes: [ExitCode.Config, ExitCode.Refused, ExitCode.Unreachable],
   examples: [
     {
       command: "ringd start --data-dir /var/lib/enjin",
       description: "Run the node whose state is in /var/lib/enjin.",
     },
+    {
+      command: "ringd start --data-dir state --join-token-file join-token --listen 0.0.0.0:7480",
+      description: "Join with the token in ./join-token on the first start, then run; later starts just run.",
+    },
   ],
   async run(ctx) {
-    return runDaemon(ctx, await config(ctx));
+    const cfg = await config(ctx);
+    const tokenFile = ctx.values["join-token-file"];
+    if (typeof tokenFile === "string") {
+      const joined = await joinMesh(ctx, cfg, () => readJoinTokenFile(tokenFile), "skip");
+      if (joined !== undefined) ctx.info(joinedText(joined));
+      // Used, or not needed: a token left behind is a secret lying about.
+      await rm(tokenFile, { force: true });
+    }
+    return runDaemon(ctx, cfg);
   },
 };
 
@@ -204,73 +367,9 @@ export const joinCommand: CommandSpec = {
   ],
   async run(ctx) {
     const cfg = await config(ctx);
-    const token = ctx.positionals[0]!;
-    const [
-      { openStore },
-      { joinWithToken },
-      { MeshState },
-      { parseNatsJoinPeers },
-      { openRingSecret },
-      { AlreadyInitializedError },
-      { decodeCertificate, decodeEnvelope, keyHex },
-    ] = await Promise.all([
-      import("../agent/store/store.ts"),
-      import("../agent/node/join.ts"),
-      import("../agent/node/mesh-state.ts"),
-      import("../agent/node/nats-link.ts"),
-      import("../agent/node/ring-secret.ts"),
-      import("../agent/node/seed.ts"),
-      import("../protocol/index.ts"),
-    ]);
-    const store = await openStore(cfg.dataDir);
-    try {
-      const state = new MeshState(store);
-      const existing = await state.mesh();
-      if (existing !== undefined)
-        throw new AlreadyInitializedError(
-          `${cfg.dataDir} already belongs to mesh ${existing.meshId}; start it with 'ringd start --data-dir ${cfg.dataDir}' (no token needed)`,
-        );
-      const identity = await store.loadIdentity(Date.now());
-      const host = cfg.listen.slice(0, cfg.listen.lastIndexOf(":"));
-      const joined = await joinWithToken({
-        token: token.trim(),
-        identity,
-        name: cfg.name,
-        listen: `tcp://${host === "0.0.0.0" ? "*" : host}:0`,
-        ...(host === "0.0.0.0" ? { advertiseHost: "127.0.0.1" } : {}),
-        nowMs: () => Date.now(),
-        onAttempt: (endpoint, attempt) => ctx.info(`joining via ${endpoint} (attempt ${attempt}) ...`),
-      });
-      const { response } = joined;
-      const cert = decodeCertificate(decodeEnvelope(response.certificate));
-      await state.establish(
-        joined.rootKey,
-        { ring: cert.ring, certificate: response.certificate, chain: response.chain },
-        response.certificates,
-        response.revocations,
-        response.members
-          .filter((m) => keyHex(m.node) !== keyHex(identity.publicKey))
-          .map((m) => ({ id: keyHex(m.node), addr: m.addr, incarnation: m.incarnation })),
-        parseNatsJoinPeers(response.peers), // a NATS mesh's server, to fetch and pin at start
-        openRingSecret(response.sealedSecrets, identity), // sealed to this node's key alone
-      );
-      await saveConfig(cfg.dataDir, { ring: cert.ring, ...givenFields(ctx, cfg) });
-      const meshId = (await state.mesh())!.meshId;
-      ctx.result(
-        {
-          meshId,
-          nodeKey: keyHex(identity.publicKey),
-          ring: cert.ring,
-          tiers: cert.tiers,
-          compartment: cert.compartment,
-          issuer: keyHex(joined.issuerKey),
-        },
-        () =>
-          `joined mesh ${meshId} as a ring-${cert.ring} node${cert.tiers.length > 0 ? ` (tiers ${cert.tiers.join(",")})` : ""}`,
-      );
-    } finally {
-      await store.close();
-    }
+    // "refuse" mode never returns undefined: a directory in use is an AlreadyInitializedError.
+    const joined = (await joinMesh(ctx, cfg, async () => ctx.positionals[0]!.trim()))!;
+    ctx.result(joined, () => joinedText(joined));
     if (ctx.values.start === true) return runDaemon(ctx, { ...(await config(ctx)) });
     ctx.info(`start it with: ringd start --data-dir ${cfg.dataDir}`);
     return ExitCode.Ok;
