@@ -9,8 +9,11 @@ import {
   type ChildLogPaths,
   checkLogRotation,
   followChildLog,
+  type LogCursor,
+  logCursorAtEnd,
   openChildLogFd,
   prepareChildLog,
+  readChildLogSince,
   rotateChildLog,
   rotatedLogPath,
   tailChildLog,
@@ -139,5 +142,49 @@ describe("child log", () => {
     expect(() => checkLogRotation({ maxBytes: 10, keep: 1 })).toThrow(SupervisorConfigError);
     expect(() => checkLogRotation({ maxBytes: 4096, keep: -1 })).toThrow(/keep must be a whole number/);
     expect(checkLogRotation({ maxBytes: 4096, keep: 0 })).toEqual({ maxBytes: 4096, keep: 0 });
+  });
+
+  it("reads on from a cursor, one request at a time, across rotations and in bounded pieces", async () => {
+    await writeFile(paths.current, "old\n".repeat(300));
+    let cursor: LogCursor = await logCursorAtEnd(paths);
+    const read = async (maxBytes = 1 << 20) => {
+      const r = await readChildLogSince(paths, cursor, maxBytes);
+      cursor = r.cursor;
+      return r.bytes.toString("utf8");
+    };
+    expect(await read()).toBe(""); // nothing new since the end
+    await appendFile(paths.current, "one\n");
+    expect(await read()).toBe("one\n");
+    // Rotated between two reads: the rest of the old `current` comes from current.1, then the new one.
+    await appendFile(paths.current, "two\n");
+    expect(await rotateChildLog(paths, { maxBytes: 1024, keep: 2 })).toBe(true);
+    await appendFile(paths.current, "three\n");
+    expect(await read()).toBe("two\nthree\n");
+    // A small budget hands it out in pieces, resuming where the last piece ended, after a rotation too.
+    await appendFile(paths.current, "four\n");
+    await appendFile(paths.current, "x".repeat(1100));
+    expect(await rotateChildLog(paths, { maxBytes: 1024, keep: 2 })).toBe(true);
+    await appendFile(paths.current, "five\n");
+    let all = "";
+    for (let i = 0; i < 20; i++) all += await read(400);
+    expect(all).toBe(`four\n${"x".repeat(1100)}five\n`);
+    // Truncated with no copy kept: starts over at 0.
+    await writeFile(paths.current, "");
+    await appendFile(paths.current, "six\n");
+    await rm(rotatedLogPath(paths, 1));
+    expect(await read()).toBe("six\n");
+  });
+
+  it("never splits a UTF-8 character between two reads (4 bytes hold any one)", async () => {
+    let cursor = await logCursorAtEnd(paths);
+    await appendFile(paths.current, "aé€😀\n"); // 1 + 2 + 3 + 4 + 1 bytes
+    let text = "";
+    for (let i = 0; i < 12; i++) {
+      const r = await readChildLogSince(paths, cursor, 4);
+      cursor = r.cursor;
+      text += r.bytes.toString("utf8");
+      expect(r.bytes.toString("utf8")).not.toContain("\ufffd");
+    }
+    expect(text).toBe("aé€😀\n");
   });
 });

@@ -1,7 +1,9 @@
 /**
- * Log capture. A child's stdout and stderr go straight to `<childDir>/log/current`, opened with
+ * Log capture. A child's stdout and stderr go straight to `<childRoot>/log/current`, opened with
  * O_APPEND by the driver and handed to the child as its fds 1 and 2: the child keeps writing while
- * the agent restarts, and no agent process sits in the data path.
+ * the agent restarts, and no agent process sits in the data path. `<childRoot>` is the directory that
+ * holds the child's own directory and its log side by side (child-layout.ts): the log is never inside
+ * what the child may write, or it could swap the file for a link that root then appends to.
  *
  * The agent rotates by size the way logrotate's copytruncate does: copy `current` to `current.1`
  * (older copies shift to `.2` ... `.keep`; the oldest is deleted), then truncate `current` to zero.
@@ -18,7 +20,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorConfigError } from "./errors.ts";
 
-/** Name of the log directory inside a child's directory. */
+/** Name of the log directory inside a child's root (beside its own directory). */
 export const LOG_DIR_NAME = "log";
 /** Name of the file a child writes to. */
 export const CURRENT_LOG_NAME = "current";
@@ -36,9 +38,9 @@ const FOLLOW_SHRUNK_POLLS = 5;
 
 /** Where one child's log lives. */
 export interface ChildLogPaths {
-  /** `<childDir>/log` (0700). */
+  /** `<childRoot>/log` (0700). */
   readonly dir: string;
-  /** `<childDir>/log/current` (0600): what the child writes to. */
+  /** `<childRoot>/log/current` (0600): what the child writes to. */
   readonly current: string;
 }
 
@@ -67,9 +69,9 @@ export function checkLogRotation(rotation: LogRotation): LogRotation {
   return { maxBytes, keep };
 }
 
-/** The log paths of the child whose directory is `childDir`. */
-export function childLogPaths(childDir: string): ChildLogPaths {
-  const dir = join(childDir, LOG_DIR_NAME);
+/** The log paths of the child whose root (the directory holding its own directory) is `childRoot`. */
+export function childLogPaths(childRoot: string): ChildLogPaths {
+  const dir = join(childRoot, LOG_DIR_NAME);
   return { dir, current: join(dir, CURRENT_LOG_NAME) };
 }
 
@@ -78,9 +80,9 @@ export function rotatedLogPath(paths: ChildLogPaths, n: number): string {
   return `${paths.current}.${n}`;
 }
 
-/** Make `<childDir>/log` (0700) and an empty `current` (0600) unless they exist. */
-export async function prepareChildLog(childDir: string): Promise<ChildLogPaths> {
-  const paths = childLogPaths(childDir);
+/** Make `<childRoot>/log` (0700) and an empty `current` (0600) unless they exist. */
+export async function prepareChildLog(childRoot: string): Promise<ChildLogPaths> {
+  const paths = childLogPaths(childRoot);
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
   const fh = await open(paths.current, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   await fh.close();
@@ -323,4 +325,85 @@ async function readRange(path: string, startByte: number, endByte?: number): Pro
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Where a reader stopped in a child's log, for reading on later without holding anything open
+ * (`ringctl child logs --follow` asks again with it): the byte offset in `current`, and which
+ * `current.1` existed then, so a rotation since is noticed and the rest of the old `current` is read
+ * from `current.1` first. JSON-encodable; a reader gets it back from every read.
+ */
+export interface LogCursor {
+  /** Offset in `current` (or, while catching up after a rotation, in `current.1`). */
+  readonly offsetBytes: number;
+  /** fileId() of `current.1` when the cursor was made ("" when there was none). */
+  readonly rotatedId: string;
+  /** Reads in a row that found `current` shorter than the offset with no new `current.1`. */
+  readonly shrunkReads: number;
+}
+
+/** The cursor at the end of a child's log as it is now (what a follower starts from). */
+export async function logCursorAtEnd(paths: ChildLogPaths): Promise<LogCursor> {
+  return {
+    offsetBytes: await sizeOf(paths.current),
+    rotatedId: await fileId(rotatedLogPath(paths, 1)),
+    shrunkReads: 0,
+  };
+}
+
+/**
+ * Up to `maxBytes` written since `cursor`, and the cursor to read on from. The stateless twin of
+ * followChildLog: after a rotation the rest of `current.1` comes first, then `current` from 0. Bytes
+ * written while two rotations passed between reads are lost (the reader was too slow).
+ */
+export async function readChildLogSince(
+  paths: ChildLogPaths,
+  cursor: LogCursor,
+  maxBytes: number,
+): Promise<{ bytes: Buffer; cursor: LogCursor }> {
+  const newest = rotatedLogPath(paths, 1);
+  const id = await fileId(newest);
+  const parts: Buffer[] = [];
+  let budget = Math.max(4, maxBytes); // room for any one UTF-8 character
+  let { offsetBytes, shrunkReads } = cursor;
+  if (id !== cursor.rotatedId && id !== "") {
+    const missed = await readRange(newest, offsetBytes, offsetBytes + budget);
+    if (missed.length === budget) {
+      const whole = missed.subarray(0, completeUtf8Bytes(missed));
+      return { bytes: whole, cursor: { ...cursor, offsetBytes: offsetBytes + whole.length } };
+    }
+    parts.push(missed);
+    budget -= missed.length;
+    offsetBytes = 0;
+    shrunkReads = 0;
+  }
+  const size = await sizeOf(paths.current);
+  if (size < offsetBytes) {
+    // A rotation in progress (wait for its current.1), or a truncate with no copies kept or by hand.
+    if (id !== "" && shrunkReads + 1 <= FOLLOW_SHRUNK_POLLS)
+      return {
+        bytes: Buffer.concat(parts),
+        cursor: { offsetBytes, rotatedId: id, shrunkReads: shrunkReads + 1 },
+      };
+    offsetBytes = 0;
+  }
+  const read = await readRange(paths.current, offsetBytes, offsetBytes + budget);
+  // A character cut by the budget or caught mid-write is left for the next read.
+  const fresh = read.subarray(0, completeUtf8Bytes(read));
+  parts.push(fresh);
+  return {
+    bytes: Buffer.concat(parts),
+    cursor: { offsetBytes: offsetBytes + fresh.length, rotatedId: id, shrunkReads: 0 },
+  };
+}
+
+/** Length of `bytes` without a UTF-8 sequence cut short at its end (at most 3 bytes are left out). */
+export function completeUtf8Bytes(bytes: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const b = bytes[bytes.length - back]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back for its lead
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
 }

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as v from "valibot";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { seededRng } from "../../rings/index.ts";
@@ -9,6 +9,7 @@ import { eventually } from "../../test/support/eventually.ts";
 import { systemClock } from "../clock.ts";
 import { type NodeStore, openStore } from "../store/store.ts";
 import type { ChildGiveUpEvent, SupervisorEvent } from "./child-record.ts";
+import type { Driver } from "./driver.ts";
 import {
   InvalidSpecError,
   MissingBinaryError,
@@ -268,6 +269,40 @@ describe("Supervisor with the proc driver", () => {
     expect(s.get("taken").phase).toBe("stopped");
   });
 
+  it("undoes a create whose first start fails, throwing the driver's own error, and tells no give-up", async () => {
+    const broken: Driver = {
+      name: "broken",
+      validate: async () => undefined,
+      start: async () => {
+        throw new MissingBinaryError("the program vanished between validate and start");
+      },
+      wait: async () => ({ code: 0, signal: null }),
+      stop: async () => ({ code: 0, signal: null }),
+      recover: async () => null,
+      cleanup: async () => undefined,
+    };
+    const s = await openSupervisor({ drivers: new Map([["broken", () => broken]]) });
+    const err = await s.create({ ...httpChild("oops"), strategy: "broken" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MissingBinaryError);
+    expect(s.list()).toEqual([]);
+    expect(await store.listJson("children", "", v.unknown())).toEqual([]);
+    expect(await readdir(childrenDir)).toEqual([]);
+    expect(gaveUp).toEqual([]);
+  });
+
+  it("lays a child out as <children>/<name>/{dir,log}: the log beside its directory, not in it", async () => {
+    const s = await openSupervisor();
+    const info = await s.create({ ...httpChild("laid"), start: false });
+    const root = join(childrenDir, "laid");
+    expect(info.dir).toBe(join(root, "dir"));
+    expect((await stat(childrenDir)).mode & 0o777).toBe(0o711);
+    expect((await stat(root)).mode & 0o777).toBe(0o711);
+    expect((await stat(info.dir)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(root, "log"))).mode & 0o777).toBe(0o700);
+    expect((await stat(join(root, "log", "current"))).mode & 0o777).toBe(0o600);
+    expect(await readdir(info.dir)).toEqual([]);
+  });
+
   it("refuses a children directory inside the agent's state directory", async () => {
     await expect(openSupervisor({ childrenDir: join(stateDir, "children") })).rejects.toThrow(
       SupervisorConfigError,
@@ -307,7 +342,7 @@ describe("Supervisor with the proc driver", () => {
       strategy: "proc",
     });
     await eventually(
-      async () => expect((await stat(join(info.dir, "log", "current.2"))).size).toBeGreaterThan(0),
+      async () => expect((await stat(join(dirname(info.dir), "log", "current.2"))).size).toBeGreaterThan(0),
       {
         timeoutMs: 20_000,
       },
@@ -316,7 +351,7 @@ describe("Supervisor with the proc driver", () => {
     expect(tail.length).toBe(3);
     const [a, b, c] = tail.map((l) => Number(l.replace("line-", "")));
     expect([b! - a!, c! - b!]).toEqual([1, 1]);
-    expect(await readdir(join(info.dir, "log"))).not.toContain("current.3");
+    expect(await readdir(join(dirname(info.dir), "log"))).not.toContain("current.3");
 
     const abort = new AbortController();
     const seen: string[] = [];

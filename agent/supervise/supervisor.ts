@@ -1,8 +1,11 @@
 /**
  * The supervisor owns the children of one node. `create` checks everything first — the spec, the
  * strategy, the restart policy, the health checks, the name, the driver's own validation, a free
- * port — and changes nothing when it refuses. Each child's record and driver handle live in the
- * store's `children` sublevel, written in one batch per change (the port with the record).
+ * port — and changes nothing when it refuses; when the first start of a new child fails, the creation
+ * is undone and the driver's error is thrown, so `create` either leaves a started child or nothing.
+ * Each child's record and driver handle live in the store's `children` sublevel, written in one batch
+ * per change (the port with the record). Files: child-layout.ts (the child's directory and, beside
+ * it, its log).
  *
  * On `open` it reads the records back and asks each child's driver to `recover` the saved run: a
  * child that still runs is reattached, one that is gone is handled like an exit (the restart policy
@@ -11,20 +14,27 @@
  * gives up on a child, `onGiveUp` is called (the mesh layer turns it into a signed event).
  */
 import { randomInt } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { rm } from "node:fs/promises";
 import { type Rng, seededRng } from "../../rings/index.ts";
 import type { Clock, TimerId } from "../clock.ts";
 import { decodeValue } from "../store/json-value.ts";
 import type { NodeStore } from "../store/store.ts";
 import {
+  checkChildrenDir,
+  childLayout,
+  layoutOfDir,
+  makeChildLayout,
+  prepareChildrenDir,
+} from "./child-layout.ts";
+import {
   checkLogRotation,
-  childLogPaths,
   DEFAULT_LOG_ROTATION,
   type FollowOptions,
   followChildLog,
+  type LogCursor,
   type LogRotation,
-  prepareChildLog,
+  logCursorAtEnd,
+  readChildLogSince,
   rotateChildLog,
   type TailOptions,
   tailChildLog,
@@ -40,7 +50,9 @@ import {
   type SupervisorEvent,
 } from "./child-record.ts";
 import type { ChildHandle, ChildSpec, Driver } from "./driver.ts";
+import { missingDriver, startErrorRecorder } from "./driver-wrappers.ts";
 import {
+  ChildStartError,
   NameTakenError,
   SupervisorClosedError,
   SupervisorConfigError,
@@ -68,7 +80,7 @@ export interface SupervisorOptions {
   readonly childrenDir: string;
   /** The node's port range for children. */
   readonly ports: PortRange;
-  /** Strategy names to drivers (default driverRegistry(): proc). */
+  /** Strategy names to drivers (default driverRegistry(): proc, unix-user, jail, vm). */
   readonly drivers?: DriverRegistry;
   /** Randomness for backoff jitter (default: seeded from the OS). */
   readonly rng?: Rng;
@@ -96,29 +108,18 @@ export interface CreateChildRequest {
   readonly start?: boolean;
 }
 
-/** A driver for a strategy that is not registered any more: every use says so. */
-function missingDriver(strategy: string, known: readonly string[]): Driver {
-  const refuse = async (): Promise<never> => {
-    throw new UnknownStrategyError(
-      `no driver is registered for strategy "${strategy}" (known: ${known.join(", ")}); add it to the agent's drivers`,
-    );
-  };
-  return {
-    name: strategy,
-    validate: refuse,
-    start: refuse,
-    wait: refuse,
-    stop: refuse,
-    recover: refuse,
-    cleanup: refuse,
-  };
-}
-
 /** The children of one node. Open with `Supervisor.open`; close before closing the store. */
 export class Supervisor {
   readonly #o: SupervisorOptions;
   readonly #registry: DriverRegistry;
   readonly #drivers = new Map<string, Driver>();
+  /** The same drivers, each behind a recorder of start errors (what the children use). */
+  readonly #recorded = new Map<string, Driver>();
+  /**
+   * Children whose first start `create` awaits, with the error of that start if it failed: a
+   * give-up then is create's error, not an event.
+   */
+  readonly #creating = new Map<string, unknown>();
   readonly #children = new Map<string, SupervisedChild>();
   readonly #pending = new Set<string>();
   readonly #rng: Rng;
@@ -138,16 +139,7 @@ export class Supervisor {
   /** Check the options, load the children saved in the store and recover each one. */
   static async open(options: SupervisorOptions): Promise<Supervisor> {
     const { childrenDir, store } = options;
-    if (!isAbsolute(childrenDir))
-      throw new SupervisorConfigError(`childrenDir must be absolute, got ${childrenDir}`);
-    const inside = (a: string, b: string) => {
-      const rel = relative(resolve(b), resolve(a));
-      return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
-    };
-    if (inside(childrenDir, store.dir) || inside(store.dir, childrenDir))
-      throw new SupervisorConfigError(
-        `childrenDir ${childrenDir} and the agent's state dir ${store.dir} must not contain one another: children must not reach the agent's state`,
-      );
+    checkChildrenDir(childrenDir, store.dir);
     for (const [field, value] of [
       ["stopTimeoutMs", options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS],
       ["logCheckIntervalMs", options.logCheckIntervalMs ?? DEFAULT_LOG_CHECK_INTERVAL_MS],
@@ -156,7 +148,7 @@ export class Supervisor {
         throw new SupervisorConfigError(`${field} must be a positive whole number of ms, got ${value}`);
     const ports = await PortAllocator.open(store, options.ports, { isPortFree: options.isPortFree });
     const supervisor = new Supervisor(options, ports);
-    await mkdir(childrenDir, { recursive: true, mode: 0o700 });
+    await prepareChildrenDir(childrenDir);
     await supervisor.#load();
     supervisor.#scheduleRotation();
     return supervisor;
@@ -186,19 +178,10 @@ export class Supervisor {
         );
       const driver = this.#driver(request.strategy);
       await driver.validate(spec);
-      const dir = join(this.#o.childrenDir, name);
-      try {
-        await mkdir(dir, { mode: 0o700 });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EEXIST")
-          throw new NameTakenError(
-            `directory ${dir} already exists and is not a known child's: move it away or pick another name`,
-          );
-        throw err;
-      }
+      const layout = childLayout(this.#o.childrenDir, name);
+      await makeChildLayout(layout);
       let record: ChildRecord | undefined;
       try {
-        await prepareChildLog(dir);
         await this.#ports.allocate(name, this.#o.clock.now(), (port) => {
           record = {
             version: CHILD_RECORD_VERSION,
@@ -207,7 +190,7 @@ export class Supervisor {
             restartPolicy: policy,
             health,
             port,
-            dir,
+            dir: layout.dir,
             createdMs: this.#o.clock.now(),
             desired: request.start === false ? "stopped" : "running",
             handle: null,
@@ -219,15 +202,28 @@ export class Supervisor {
           return [{ type: "put", sublevel: "children", key: childKey(name), value: record }];
         });
       } catch (err) {
-        await rm(dir, { recursive: true, force: true });
+        await rm(layout.root, { recursive: true, force: true });
         throw err;
       }
       child = this.#adopt(record!);
     } finally {
       this.#pending.delete(name);
     }
-    if (request.start !== false) await child.begin();
-    return child.info();
+    if (request.start === false) return child.info();
+    this.#creating.set(name, undefined);
+    let failed: unknown;
+    try {
+      await child.begin();
+    } finally {
+      failed = this.#creating.get(name);
+      this.#creating.delete(name);
+    }
+    if (failed === undefined || child.liveHandle !== null) return child.info();
+    // The first start failed: undo the creation and say why, with the driver's own error.
+    await child.remove((handle) => this.#cleanup(child, handle));
+    throw failed instanceof Error
+      ? failed
+      : new ChildStartError(`child ${name} did not start: ${String(failed)}`);
   }
 
   /** Start a stopped (or given-up) child; its restart history starts afresh. */
@@ -263,12 +259,26 @@ export class Supervisor {
 
   /** The last lines of a child's output. */
   logs(name: string, options: TailOptions = {}): Promise<string> {
-    return tailChildLog(childLogPaths(this.#child(name).record.dir), options);
+    return tailChildLog(layoutOfDir(this.#child(name).record.dir).log, options);
   }
 
   /** A child's output as it is written, until `options.signal` aborts. */
   followLogs(name: string, options: FollowOptions = {}): AsyncGenerator<Buffer, void, undefined> {
-    return followChildLog(childLogPaths(this.#child(name).record.dir), options);
+    return followChildLog(layoutOfDir(this.#child(name).record.dir).log, options);
+  }
+
+  /**
+   * Up to `maxBytes` of a child's output written since `cursor` (null: start at the end now), and the
+   * cursor to ask again with: following a log one request at a time (`ringctl child logs --follow`).
+   */
+  async readLogs(
+    name: string,
+    cursor: LogCursor | null,
+    maxBytes: number,
+  ): Promise<{ bytes: Buffer; cursor: LogCursor }> {
+    const paths = layoutOfDir(this.#child(name).record.dir).log;
+    if (cursor === null) return { bytes: Buffer.alloc(0), cursor: await logCursorAtEnd(paths) };
+    return readChildLogSince(paths, cursor, maxBytes);
   }
 
   /** Stop watching; children keep running for the next agent. Idempotent. */
@@ -293,16 +303,20 @@ export class Supervisor {
   }
 
   #driver(strategy: string): Driver {
-    let driver = this.#drivers.get(strategy);
-    if (driver === undefined) {
+    let recorded = this.#recorded.get(strategy);
+    if (recorded === undefined) {
       const factory = this.#registry.get(strategy);
-      driver =
+      const driver =
         factory === undefined
           ? missingDriver(strategy, [...this.#registry.keys()])
           : factory({ agentStateDir: this.#o.store.dir });
       this.#drivers.set(strategy, driver);
+      recorded = startErrorRecorder(driver, (name, err) => {
+        if (this.#creating.has(name)) this.#creating.set(name, err);
+      });
+      this.#recorded.set(strategy, recorded);
     }
-    return driver;
+    return recorded;
   }
 
   #emit(event: SupervisorEvent): void {
@@ -319,11 +333,12 @@ export class Supervisor {
       clock: this.#o.clock,
       rng: this.#rng,
       stopTimeoutMs: this.#o.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS,
-      logPath: childLogPaths(record.dir).current,
+      logPath: layoutOfDir(record.dir).log.current,
       prober: this.#o.prober,
       persist: (r) => this.#o.store.putJson("children", childKey(r.spec.name), r),
       emit: (e) => this.#emit(e),
       giveUp: (e) => {
+        if (this.#creating.has(e.name)) return;
         try {
           this.#o.onGiveUp?.(e);
         } catch {
@@ -367,7 +382,7 @@ export class Supervisor {
   async #cleanup(child: SupervisedChild, lastHandle: ChildHandle | null): Promise<void> {
     const { spec, strategy, dir } = child.record;
     if (lastHandle !== null) await this.#driver(strategy).cleanup(lastHandle);
-    await rm(dir, { recursive: true, force: true });
+    await rm(layoutOfDir(dir).root, { recursive: true, force: true });
     await this.#ports.release(spec.name, [{ type: "del", sublevel: "children", key: childKey(spec.name) }]);
     this.#children.delete(spec.name);
     this.#emit({ kind: "removed", name: spec.name, atMs: this.#o.clock.now() });
@@ -384,7 +399,7 @@ export class Supervisor {
   async #rotateAll(): Promise<void> {
     for (const child of this.#children.values())
       try {
-        await rotateChildLog(childLogPaths(child.record.dir), this.#rotation);
+        await rotateChildLog(layoutOfDir(child.record.dir).log, this.#rotation);
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
         this.#emit({
