@@ -16,6 +16,8 @@ import {
   TruncatedError,
 } from "./errors.ts";
 
+/** Strings up to this many bytes are tried as plain ASCII first (see Reader.string). */
+const ASCII_FAST_PATH_BYTES = 64;
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 
@@ -201,6 +203,18 @@ export class Reader {
     const n = this.u16(what);
     if (n > maxBytes) throw new LimitExceededError(`${what}: ${n} bytes exceeds ${maxBytes}`);
     const b = this.fixed(n, what);
+    // Short ASCII (topics, labels, addresses) is most of what arrives: decode it without
+    // TextDecoder's per-call cost. Anything else goes through the strict decoder.
+    if (n <= ASCII_FAST_PATH_BYTES) {
+      let ascii = "";
+      let i = 0;
+      for (; i < n; i++) {
+        const c = b[i] as number;
+        if (c >= 0x80) break;
+        ascii += String.fromCharCode(c);
+      }
+      if (i === n) return ascii;
+    }
     try {
       return utf8Decoder.decode(b);
     } catch (cause) {

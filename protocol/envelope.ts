@@ -118,8 +118,25 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
 
 /** Strictly verify the envelope's signature by its sender over (DOMAIN_TAG, type, payload). */
 export function verifyEnvelope(env: Envelope): boolean {
-  return verifyDetached(env.signature, signedMessage(env.type, env.payload), env.sender);
+  const n = DOMAIN_TAG.length + 2 + env.payload.length;
+  // The signed bytes are built in a reused buffer: verification is the hot path, and allocating a
+  // fresh copy per envelope cost ~1% of a verify. Safe because verifyDetached is synchronous and
+  // keeps no reference to the message.
+  if (verifyScratch.length < n) {
+    verifyScratch = new Uint8Array(Math.max(n, 2 * verifyScratch.length));
+    verifyScratch.set(DOMAIN_TAG, 0);
+  }
+  verifyScratch[DOMAIN_TAG.length] = env.type >>> 8;
+  verifyScratch[DOMAIN_TAG.length + 1] = env.type & 0xff;
+  verifyScratch.set(env.payload, DOMAIN_TAG.length + 2);
+  return verifyDetached(env.signature, verifyScratch.subarray(0, n), env.sender);
 }
+
+/** verifyEnvelope's reusable buffer for the signed bytes; starts with the domain tag in place. */
+let verifyScratch: Uint8Array = signedMessage(
+  MessageType.Announce,
+  new Uint8Array(1024 - DOMAIN_TAG.length - 2),
+);
 
 /** Decode and verify in one step; throws BadSignatureError (from errors.ts) when it does not verify. */
 export function openEnvelope(bytes: Uint8Array): Envelope {

@@ -44,7 +44,16 @@ const label = v.pipe(v.string(), v.regex(LABEL_PATTERN));
 const uint = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
 const u32 = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff));
 const ring = v.picklist([0, 1, 2] as const);
-const utf8Max = (n: number) => v.pipe(v.string(), v.maxBytes(n));
+/**
+ * At most `n` UTF-8 bytes. A string of s.length UTF-16 units has at most 3 × s.length UTF-8 bytes, so
+ * short strings pass without being encoded (valibot's maxBytes encodes every string it checks).
+ */
+const utf8Max = (n: number) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => s.length * 3 <= n || utf8.encode(s).length <= n, `at most ${n} UTF-8 bytes`),
+  );
+const utf8 = new TextEncoder();
 const unique = <T>(items: readonly T[]) => new Set(items).size === items.length;
 const labels = (max: number) => v.pipe(v.array(label), v.maxLength(max), v.check(unique, "duplicate label"));
 
@@ -111,7 +120,7 @@ export const payloadSchemas = {
   [MessageType.Alive]: alive,
   [MessageType.Dead]: nodeIncarnation,
   [MessageType.Broadcast]: v.object({
-    topic: v.pipe(v.string(), v.minLength(1), v.maxBytes(MAX_TOPIC_BYTES)),
+    topic: v.pipe(utf8Max(MAX_TOPIC_BYTES), v.minLength(1)),
     data: bytesUpTo(MAX_PAYLOAD_BYTES),
     sentAtMs: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER)),
   }),

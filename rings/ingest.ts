@@ -15,7 +15,6 @@ import {
   EnjinError,
   type Envelope,
   envelopeIdKey,
-  keyHex,
   MessageType,
   type PayloadOf,
   type Ring,
@@ -110,7 +109,7 @@ export function ingest(ctx: IngestContext, bytes: Uint8Array, hops: number, nowM
   } catch (err) {
     return rejectError(ctx, err);
   }
-  const sender = keyHex(envelope.sender);
+  const sender = ctx.trust.hexOf(envelope.sender);
   const standing = ctx.trust.standing(sender, nowMs);
   if (standing !== ROOT && typeof standing === "string") return reject(ctx, standing);
   const refusal = authorize(standing, envelope.type, ctx.ring);
