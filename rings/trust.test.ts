@@ -262,3 +262,21 @@ describe("ingest refusals, counted with their reason", () => {
     expect(counters.get("rejected:revoked-sender")).toBe(1);
   });
 });
+
+describe("TrustStore.hexOf", () => {
+  it("names keys as keyHex does, also for keys sharing their first four bytes", () => {
+    const store = new TrustStore(new Uint8Array(32).fill(1));
+    const a = new Uint8Array(32).fill(7);
+    const b = a.slice();
+    b[31] = 8; // same cache slot as `a`, different key
+    for (let i = 0; i < 3; i++) {
+      expect(store.hexOf(a)).toBe(keyHex(a));
+      expect(store.hexOf(b)).toBe(keyHex(b));
+    }
+    // The cache keeps its own copy: changing the caller's bytes afterwards changes nothing.
+    const c = new Uint8Array(32).fill(9);
+    store.hexOf(c);
+    c[20] = 0;
+    expect(store.hexOf(c)).toBe(keyHex(c));
+  });
+});
