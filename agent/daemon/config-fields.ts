@@ -49,6 +49,13 @@ export interface DaemonConfig {
   readonly compartment: readonly string[];
   /** The node's roles, e.g. ["web"]. */
   readonly tiers: readonly string[];
+  /** The ports this node hands its supervised children (each gets one as PORT), both ends included. */
+  readonly childPortRange: { readonly firstPort: number; readonly lastPort: number };
+  /**
+   * Where the node keeps its children's directories and logs. Never inside dataDir, which children
+   * must not reach: a child's user needs to pass through every parent of its directory.
+   */
+  readonly childrenDir: string;
 }
 
 /** A field of DaemonConfig. */
@@ -76,6 +83,7 @@ export interface ConfigFieldSpec {
 const label = v.pipe(v.string(), v.regex(LABEL_PATTERN));
 const LABEL_WORDS = "lowercase letters, digits, '.', '_', '-'; starting alphanumeric; at most 63";
 const path = v.pipe(v.string(), v.check(isAbsolute), v.maxBytes(MAX_PATH_BYTES));
+const port = v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(65_535));
 
 /** Every field's names, help text and allowed values, in display order. */
 export const CONFIG_FIELDS: Readonly<Record<ConfigField, ConfigFieldSpec>> = {
@@ -167,7 +175,28 @@ export const CONFIG_FIELDS: Readonly<Record<ConfigField, ConfigFieldSpec>> = {
     allowed: `up to ${MAX_TIERS} distinct labels (comma-separated in env, a JSON array in the file)`,
     multiple: true,
   },
+  childPortRange: {
+    flag: "child-ports",
+    env: "ENJIN_CHILD_PORTS",
+    valueName: "FIRST-LAST",
+    description:
+      "Ports handed to supervised children, one each as PORT (default 20000-20999); nodes sharing a host need ranges of their own.",
+    allowed: "FIRST-LAST, two ports 1-65535 with FIRST <= LAST (a string in the file)",
+  },
+  childrenDir: {
+    flag: "children-dir",
+    env: "ENJIN_CHILDREN_DIR",
+    valueName: "DIR",
+    description:
+      "Where supervised children's directories and logs live (default <dataDir>-children, beside the data dir).",
+    allowed: "a directory path outside dataDir (children must not reach the node's state)",
+  },
 };
+
+/** The child port range used when none is configured. */
+export const DEFAULT_CHILD_PORT_RANGE = { firstPort: 20_000, lastPort: 20_999 } as const;
+/** Suffix of the default children directory, a sibling of the data dir: `<dataDir>-children`. */
+export const CHILDREN_DIR_SUFFIX = "-children";
 
 /** The valibot schema of each field, applied after text is turned into the field's type. */
 export const CONFIG_SCHEMAS: { readonly [F in ConfigField]: v.GenericSchema<unknown, DaemonConfig[F]> } = {
@@ -187,6 +216,11 @@ export const CONFIG_SCHEMAS: { readonly [F in ConfigField]: v.GenericSchema<unkn
     v.maxLength(MAX_TIERS),
     v.check((xs) => new Set(xs).size === xs.length),
   ),
+  childPortRange: v.pipe(
+    v.strictObject({ firstPort: port, lastPort: port }),
+    v.check((r) => r.firstPort <= r.lastPort),
+  ),
+  childrenDir: path,
 };
 
 /** The fields, in display order. */
@@ -197,7 +231,17 @@ export const PATH_FIELDS: ReadonlySet<ConfigField> = new Set([
   "controlSocket",
   "logFile",
   "natsCaFile",
+  "childrenDir",
 ]);
+
+/**
+ * "FIRST-LAST" as a port range object, for validation by the schema; text that is not two whole
+ * numbers joined by "-" is returned as is, so the error shows what was given.
+ */
+export function parsePortRangeText(text: string): unknown {
+  const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
+  return m === null ? text : { firstPort: Number(m[1]), lastPort: Number(m[2]) };
+}
 
 function isHostPort(text: string): boolean {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]{1,253}):(\d{1,5})$/.exec(text);

@@ -33,6 +33,8 @@ describe("resolveConfig precedence", () => {
       name: "web-01",
       compartment: [],
       tiers: [],
+      childPortRange: { firstPort: 20_000, lastPort: 20_999 },
+      childrenDir: "/home/ada/.local/state/enjin-children",
     });
     expect(new Set(Object.values(sources))).toEqual(new Set(["default"]));
     expect(resolveConfig({ host: { ...host, uid: 0 } }).config.dataDir).toBe("/var/lib/enjin");
@@ -157,6 +159,50 @@ describe("resolveConfig validation", () => {
       const flags = { transport: "nats", natsUrl: bad, natsCaFile: "/ca.pem" };
       expect(issuesOf(() => resolveConfig({ host, flags })).map((i) => i.field)).toEqual(["natsUrl"]);
     }
+  });
+});
+
+describe("children: childPortRange and childrenDir", () => {
+  it("reads FIRST-LAST from a flag, the environment or the file (string or object)", () => {
+    const fromFlag = resolveConfig({ host, flags: { childPortRange: "30000-30009" } });
+    expect(fromFlag.config.childPortRange).toEqual({ firstPort: 30_000, lastPort: 30_009 });
+    expect(fromFlag.sources.childPortRange).toBe("flag");
+    const fromEnv = resolveConfig({ host, env: { ENJIN_CHILD_PORTS: " 4000 - 4000 " } });
+    expect(fromEnv.config.childPortRange).toEqual({ firstPort: 4_000, lastPort: 4_000 });
+    for (const values of [
+      { childPortRange: "5000-5100" },
+      { childPortRange: { firstPort: 5_000, lastPort: 5_100 } },
+    ])
+      expect(
+        resolveConfig({ host, file: { path: "/etc/enjin/ringd.json", values } }).config.childPortRange,
+      ).toEqual({ firstPort: 5_000, lastPort: 5_100 });
+  });
+
+  it("refuses a range that is not two ports in order, naming the field and its source", () => {
+    for (const bad of ["20000", "0-10", "100-70000", "2000-1000", "a-b", "1-2-3"]) {
+      const issues = issuesOf(() => resolveConfig({ host, flags: { childPortRange: bad } }));
+      expect(issues).toEqual([
+        expect.objectContaining({ field: "childPortRange", source: "flag", origin: "--child-ports" }),
+      ]);
+      expect(issues[0]!.allowed).toMatch(/FIRST-LAST/);
+    }
+    const file = { path: "/etc/enjin/ringd.json", values: { childPortRange: { firstPort: 1 } } };
+    expect(issuesOf(() => resolveConfig({ host, file })).map((i) => i.field)).toEqual(["childPortRange"]);
+  });
+
+  it("puts children beside the data dir by default, and never inside it or around it", () => {
+    const moved = resolveConfig({ host, flags: { dataDir: "/srv/n1" } }).config;
+    expect(moved.childrenDir).toBe("/srv/n1-children");
+    expect(resolveConfig({ host, flags: { childrenDir: "kids" } }).config.childrenDir).toBe("/work/kids");
+    for (const childrenDir of ["/srv/n1", "/srv/n1/children", "/srv"]) {
+      const issues = issuesOf(() => resolveConfig({ host, flags: { dataDir: "/srv/n1", childrenDir } }));
+      expect(issues.map((i) => [i.field, i.source])).toEqual([["childrenDir", "flag"]]);
+      expect(issues[0]!.allowed).toMatch(/outside dataDir/);
+    }
+    // A sibling whose name merely starts with the data dir's is fine.
+    expect(
+      resolveConfig({ host, flags: { dataDir: "/srv/n1", childrenDir: "/srv/n10" } }).config.childrenDir,
+    ).toBe("/srv/n10");
   });
 });
 

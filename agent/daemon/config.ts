@@ -18,13 +18,16 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import * as v from "valibot";
 import { LABEL_PATTERN } from "../../protocol/index.ts";
 import {
+  CHILDREN_DIR_SUFFIX,
   CONFIG_FIELD_NAMES,
   CONFIG_FIELDS,
   CONFIG_SCHEMAS,
   type ConfigField,
   type ConfigFlags,
   type DaemonConfig,
+  DEFAULT_CHILD_PORT_RANGE,
   PATH_FIELDS,
+  parsePortRangeText,
 } from "./config-fields.ts";
 import { ConfigError, ConfigFileError, type ConfigIssue, type ConfigSource } from "./errors.ts";
 
@@ -103,7 +106,10 @@ function fromText(field: ConfigField, text: string | readonly string[], base: st
     case "dataDir":
     case "controlSocket":
     case "natsCaFile":
+    case "childrenDir":
       return resolve(base, one);
+    case "childPortRange":
+      return parsePortRangeText(one);
     default:
       return one;
   }
@@ -113,6 +119,7 @@ function fromText(field: ConfigField, text: string | readonly string[], base: st
 function fromJson(field: ConfigField, value: unknown, base: string): unknown {
   if (field === "compartment" && typeof value === "string") return value === "" ? [] : value.split("/");
   if (field === "logFile" && value === "-") return null;
+  if (field === "childPortRange" && typeof value === "string") return parsePortRangeText(value);
   if (PATH_FIELDS.has(field) && typeof value === "string") return resolve(base, value);
   return value;
 }
@@ -191,6 +198,10 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
       case "compartment":
       case "tiers":
         return [];
+      case "childPortRange":
+        return { ...DEFAULT_CHILD_PORT_RANGE };
+      case "childrenDir":
+        return `${String(config.dataDir)}${CHILDREN_DIR_SUFFIX}`;
     }
   };
   for (const field of CONFIG_FIELD_NAMES) {
@@ -206,6 +217,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     origins[field] = origin;
   }
   issues.push(...natsIssues(config, sources, origins, issues));
+  issues.push(...childrenDirIssues(config, sources, origins, issues));
   if (issues.length > 0) throw new ConfigError(issues);
   return { config: config as unknown as DaemonConfig, sources };
 }
@@ -253,6 +265,28 @@ function natsIssues(
       ),
     );
   return out;
+}
+
+/** childrenDir must neither lie in dataDir nor hold it: children must not reach the node's state. */
+function childrenDirIssues(
+  config: Record<string, unknown>,
+  sources: Readonly<Record<ConfigField, ConfigSource>>,
+  origins: Readonly<Record<ConfigField, string>>,
+  already: readonly ConfigIssue[],
+): ConfigIssue[] {
+  if (already.some((i) => i.field === "dataDir" || i.field === "childrenDir")) return [];
+  const [children, data] = [String(config.childrenDir), String(config.dataDir)];
+  const within = (a: string, b: string) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
+  if (!within(children, data) && !within(data, children)) return [];
+  return [
+    {
+      field: "childrenDir",
+      source: sources.childrenDir,
+      origin: origins.childrenDir,
+      got: shown(config.childrenDir),
+      allowed: `a directory outside dataDir ${data} (and not holding it): children must not reach the node's state`,
+    },
+  ];
 }
 
 /** Options of loadConfig: the layers above the file, and the host facts (taken from the process if absent). */

@@ -28,11 +28,13 @@ import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
 import { type DeliveredResult, MeshNode } from "../mesh-node.ts";
 import { readKeyFile } from "../store/key-file.ts";
 import type { NodeStore } from "../store/store.ts";
+import type { ChildGiveUpEvent, Supervisor } from "../supervise/index.ts";
 import { sealed } from "../transport/sealed.ts";
 import type { ZeromqTransport } from "../transport/zeromq.ts";
 import { admitJoiner } from "./admit.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
+import { openDaemonSupervisor } from "./daemon-children.ts";
 import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
 import type { DaemonTransport, NatsLink } from "./nats-link.ts";
 import { ROOT_KEY_FILE } from "./seed.ts";
@@ -66,6 +68,7 @@ export class Daemon {
   /** The mesh's root key, on the seed that holds `root.key`: it alone certifies ring-0 joiners. */
   root: import("../../protocol/index.ts").Identity | undefined;
   #nats: NatsLink | undefined;
+  #supervisor: Supervisor | undefined;
   readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
 
   private constructor(
@@ -223,6 +226,14 @@ export class Daemon {
     // results routed up a command's tree through it included.
     for (const env of [...self.chain, self.certificate]) node.relay(env);
     nats?.attach(node); // a seed announces its nats-server's route and takes the other seeds'
+    // Children an earlier ringd left running are recovered here, not started twice.
+    daemon.#supervisor = await openDaemonSupervisor({
+      config,
+      store,
+      clock: daemon.clock,
+      log,
+      onGiveUp: (event) => daemon.#childGaveUp(event),
+    });
     daemon.#control = await serveControl(config.controlSocket, controlHandlers(daemon));
     log.info(
       {
@@ -266,6 +277,16 @@ export class Daemon {
       for (const listener of this.#resultListeners) listener(r);
     });
     this.#memberTimer = setInterval(() => void this.saveMembers(), MEMBER_SAVE_INTERVAL_MS);
+  }
+
+  /** The node's supervised children; open from the end of `start` until `stop` (children outlive it). */
+  get supervisor(): Supervisor {
+    if (this.#supervisor === undefined) throw new Error("the daemon's supervisor is not open yet");
+    return this.#supervisor;
+  }
+
+  #childGaveUp(event: ChildGiveUpEvent): void {
+    this.log.warn({ ...event }, "gave up on a child");
   }
 
   /** The NATS link (transport "nats"), or undefined on ZeroMQ. */
@@ -323,6 +344,7 @@ export class Daemon {
     await new Promise((r) => setTimeout(r, 200));
     await this.saveMembers().catch(() => undefined);
     await this.#control?.close();
+    await this.#supervisor?.close(); // children keep running; the next start recovers them
     await this.node.stop();
     await this.#join?.close();
     await this.#nats?.close();
