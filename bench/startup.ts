@@ -1,9 +1,9 @@
 /**
  * Start-up benchmark (issue 3's start-to-ready goal, ≤ 250 ms): `ringd start` of an initialised
- * seed until its control socket answers `status`, the built JavaScript (dist/, with the node options
- * of its shebang) beside the same under tsx, with `node -e 0` as the baseline — all in one run,
- * interleaved round by round so that others' load on the machine falls on each alike. Each start is
- * stopped with SIGTERM and waited for before the next.
+ * seed until its control socket answers `status`: the built JavaScript (dist/) with the node options
+ * of its shebang and without them, and the sources under tsx, with `node -e 0` as the baseline — all
+ * in one run, interleaved round by round so that others' load on the machine falls on each alike.
+ * Each start is stopped with SIGTERM and waited for before the next.
  *
  * `npx tsx bench/startup.ts [--rounds 15] [--json]` (needs a fresh `npm run build`). Prints a summary
  * on stderr and, with --json, the record on stdout.
@@ -27,6 +27,8 @@ export interface StartupResults {
   readonly nodeMs: Percentiles;
   /** `ringd start` from dist/: spawn → `status` answered. */
   readonly distReadyMs: Percentiles;
+  /** The same without the shebang's node options (what they cost or save at start). */
+  readonly distNoOptionsReadyMs: Percentiles;
   /** The same under `node --import tsx`. */
   readonly tsxReadyMs: Percentiles;
   /** p50 of distReadyMs / p50 of nodeMs. */
@@ -43,6 +45,7 @@ export async function measureStartup(
   say: (line: string) => void = () => {},
 ): Promise<StartupResults> {
   const dist = new RingdProcesses({ runner: "dist" });
+  const bare = new RingdProcesses({ runner: "dist", nodeOptions: [] });
   const tsx = new RingdProcesses({ runner: "tsx" });
   const dir = await mkdtemp(join(tmpdir(), "enjin-bench-startup-"));
   const seed = join(dir, "seed");
@@ -64,6 +67,7 @@ export async function measureStartup(
     };
     const nodeMs: number[] = [];
     const distMs: number[] = [];
+    const bareMs: number[] = [];
     const tsxMs: number[] = [];
     await startToReady(dist); // the first start after init writes more; not timed
     for (let r = 0; r < rounds; r++) {
@@ -72,9 +76,11 @@ export async function measureStartup(
       if (code !== 0) throw new Error(`node -e 0 exited ${code}`);
       nodeMs.push(performance.now() - t0);
       distMs.push(await startToReady(dist));
+      bareMs.push(await startToReady(bare));
       tsxMs.push(await startToReady(tsx));
       say(
-        `round ${r + 1}: node -e 0 ${round1(nodeMs[r]!)} ms, dist ${round1(distMs[r]!)} ms, tsx ${round1(tsxMs[r]!)} ms`,
+        `round ${r + 1}: node -e 0 ${round1(nodeMs[r]!)} ms, dist ${round1(distMs[r]!)} ms, ` +
+          `dist without options ${round1(bareMs[r]!)} ms, tsx ${round1(tsxMs[r]!)} ms`,
       );
     }
     const [node, d, t] = [percentiles(nodeMs), percentiles(distMs), percentiles(tsxMs)];
@@ -84,12 +90,13 @@ export async function measureStartup(
       distNodeOptions: dist.nodeOptions("ringd"),
       nodeMs: node,
       distReadyMs: d,
+      distNoOptionsReadyMs: percentiles(bareMs),
       tsxReadyMs: t,
       distOverNode: Math.round((d.p50 / node.p50) * 100) / 100,
       tsxOverDist: Math.round((t.p50 / d.p50) * 100) / 100,
     };
   } finally {
-    await Promise.all([dist.stopAll(), tsx.stopAll()]);
+    await Promise.all([dist.stopAll(), bare.stopAll(), tsx.stopAll()]);
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -101,7 +108,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const r = await measureStartup(Number(values.rounds), say);
   say(
-    `start-to-ready p50: dist ${r.distReadyMs.p50} ms (p99 ${r.distReadyMs.p99}), tsx ${r.tsxReadyMs.p50} ms, ` +
+    `start-to-ready p50: dist ${r.distReadyMs.p50} ms (p99 ${r.distReadyMs.p99}), without its node options ` +
+      `${r.distNoOptionsReadyMs.p50} ms, tsx ${r.tsxReadyMs.p50} ms, ` +
       `node -e 0 ${r.nodeMs.p50} ms; dist/node ${r.distOverNode}×, tsx/dist ${r.tsxOverDist}×; ` +
       `load ${r.loadAverage.join(" → ")}`,
   );
