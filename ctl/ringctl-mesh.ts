@@ -26,6 +26,7 @@ import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
 import { connectDaemon, DAEMON_OPTIONS } from "./daemon-client.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
+import { nodeTree } from "./node-tree.ts";
 
 /** The operator's key file option (shared by every command that signs). */
 export const KEY_OPTION: Record<string, OptionSpec> = {
@@ -125,7 +126,9 @@ export const nodesCommand: CommandSpec = {
   summary: "list the mesh's nodes as the local ringd sees them: ring, state, compartment, tiers",
   description:
     "Every member the local node knows, with its state from membership (alive, suspect, dead, left, " +
-    "revoked) and what its certificate says (ring, compartment, tiers), sorted by ring.",
+    "revoked) and what its certificate says (ring, compartment, tiers), as a tree: each node is " +
+    "indented under the node that certified it (its issuer), e.g. a ring-1 node under the seed " +
+    "that started it.",
   options: { ...DAEMON_OPTIONS },
   jsonOutput:
     '{"meshId", "nodes": [{"id", "fingerprint", "self", "addr", "state", "certificate": {"ring", "roles", "compartment", "tiers", "issuer", "expiresMs"} | null}]}',
@@ -134,21 +137,20 @@ export const nodesCommand: CommandSpec = {
   async run(ctx) {
     const r = await call(ctx, "nodes");
     type Row = {
+      id: string;
       fingerprint: string;
       self: boolean;
       state: string;
       addr: string;
-      certificate: { ring: number; compartment: string[]; tiers: string[] } | null;
+      certificate: { ring: number; compartment: string[]; tiers: string[]; issuer: string } | null;
     };
-    const rows = (r.nodes as Row[])
-      .slice()
-      .sort((a, b) => (a.certificate?.ring ?? 9) - (b.certificate?.ring ?? 9));
+    const placed = nodeTree(r.nodes as Row[]);
     ctx.result(r, () =>
       [
         "RING  STATE     NODE                      COMPARTMENT  TIERS",
-        ...rows.map(
-          (n) =>
-            `${String(n.certificate?.ring ?? "?").padEnd(5)} ${n.state.padEnd(9)} ${(n.fingerprint.slice(8, 28) + (n.self ? " *" : "")).padEnd(25)} ${(n.certificate?.compartment.join("/") || "-").padEnd(12)} ${n.certificate?.tiers.join(",") || "-"}`,
+        ...placed.map(
+          ({ row: n, depth }) =>
+            `${String(n.certificate?.ring ?? "?").padEnd(5)} ${n.state.padEnd(9)} ${("  ".repeat(depth) + n.fingerprint.slice(8, 28) + (n.self ? " *" : "")).padEnd(25)} ${(n.certificate?.compartment.join("/") || "-").padEnd(12)} ${n.certificate?.tiers.join(",") || "-"}`,
         ),
       ].join("\n"),
     );
