@@ -2,7 +2,8 @@
  * What a node does with an operator's command once MeshNode accepted it (signature, chain and role
  * checked, not expired): does the selector name this node, has it been seen before (the seen-set in
  * LevelDB survives restarts), and run it. `exec` runs argv directly (no shell) with a timeout and
- * output bounded by MAX_OUTPUT_BYTES; every outcome is audited.
+ * output bounded by MAX_OUTPUT_BYTES; `child.*` actions go to the node's Supervisor
+ * (child-commands.ts); every outcome is audited.
  */
 import { execFile } from "node:child_process";
 import {
@@ -13,11 +14,16 @@ import {
   type Result,
   type Selector,
 } from "../../protocol/index.ts";
+import { type ChildCommandContext, runChildCommand } from "./child-commands.ts";
+import { CHILD_ACTIONS, type ChildAction } from "./child-protocol.ts";
 
 /** How long an `exec` may run before it is killed. */
 export const EXEC_TIMEOUT_MS = 60_000;
 /** Actions a node carries out. */
-export const ACTIONS = ["exec"] as const;
+export const ACTIONS = ["exec", ...CHILD_ACTIONS] as const;
+
+const isChildAction = (action: string): action is ChildAction =>
+  (CHILD_ACTIONS as readonly string[]).includes(action);
 
 /** Whether `selector` names the node holding `cert` (every present field must match). */
 export function selectorMatches(selector: Selector, cert: Certificate): boolean {
@@ -34,8 +40,15 @@ export function selectorMatches(selector: Selector, cert: Certificate): boolean 
   return true;
 }
 
-/** Run `command` here; never throws: a failure to start is a result with exit code 127. */
-export async function runCommand(command: Command, commandId: Uint8Array): Promise<Result> {
+/**
+ * Run `command` here; never throws: a failure to start is a result with exit code 127. `children`
+ * is what `child.*` actions act on (absent: this node refuses them).
+ */
+export async function runCommand(
+  command: Command,
+  commandId: Uint8Array,
+  children?: ChildCommandContext,
+): Promise<Result> {
   const fail = (exitCode: number, message: string): Result => ({
     commandId,
     exitCode,
@@ -43,6 +56,10 @@ export async function runCommand(command: Command, commandId: Uint8Array): Promi
     stderr: new TextEncoder().encode(message),
     truncated: false,
   });
+  if (isChildAction(command.action)) {
+    if (children === undefined) return fail(64, `${command.action}: this node supervises no children`);
+    return runChildCommand(command.action, command.args, commandId, children);
+  }
   if (command.action !== "exec")
     return fail(64, `unknown action "${command.action}"; this node knows: ${ACTIONS.join(", ")}`);
   const [file, ...args] = command.args;

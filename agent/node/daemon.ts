@@ -320,7 +320,11 @@ export class Daemon {
       { id, operator: sender, action: command.action, args: command.args },
       now,
     );
-    const result = await runCommand(command, messageIdFromKey(id));
+    const children = this.#supervisor && {
+      supervisor: this.#supervisor,
+      senderRoles: this.node.trust.certificate(sender)?.roles ?? [],
+    };
+    const result = await runCommand(command, messageIdFromKey(id), children);
     if (this.#stopped) return;
     this.node.publishResult(result);
     this.counters.inc("commands-run");
