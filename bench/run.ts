@@ -9,7 +9,13 @@
  * `--mesh` adds the real-mesh benchmark (bench/mesh.ts: real ringd processes on 127.0.0.1; minutes,
  * and about 100 MB of memory per node): `--mesh-nodes 20,100` (default 20) and
  * `--mesh-transports zeromq,nats` (default zeromq) choose the meshes; `--mesh-only` skips the rest.
+ *
+ * `--supervise` adds the supervision benchmarks (issue 4; as root): start-to-ready of each strategy
+ * (proc, unix-user, jail, vm) beside a plain spawn or a bare qemu measured in the same run. Each is
+ * its own script (bench/supervise-*.ts, runnable alone) and runs here as a child process, so a
+ * strategy that cannot run on this machine is reported as failed without stopping the rest.
  */
+import { execFile } from "node:child_process";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import { measureDetection } from "./detection.ts";
@@ -25,6 +31,7 @@ const { values } = parseArgs({
     "mesh-only": { type: "boolean", default: false },
     "mesh-nodes": { type: "string", default: "20" },
     "mesh-transports": { type: "string", default: "zeromq" },
+    supervise: { type: "boolean", default: false },
   },
 });
 const quick = values.quick === true;
@@ -112,4 +119,34 @@ if (values.mesh === true || meshOnly) {
   }
 }
 
-console.log(JSON.stringify({ machine, verify, ingest, dissemination, detection, mesh }, null, 2));
+/** The supervision benchmarks and their arguments (quick runs are shorter). */
+const SUPERVISE_BENCHES: readonly [string, string[], string[]][] = [
+  [
+    "proc",
+    ["--expose-gc", "bench/supervise-proc.ts"],
+    ["--runs", "5", "--idle-children", "20", "--idle-ms", "2000"],
+  ],
+  ["unix-user", ["bench/supervise-unix-user.ts"], ["--runs", "5"]],
+  ["jail", ["bench/supervise-jail.ts"], ["--runs", "5"]],
+  ["vm", ["bench/supervise-vm.ts"], ["--boots", "2", "--plain", "1"]],
+];
+const supervise: Record<string, unknown> = {};
+if (values.supervise === true) {
+  for (const [strategy, args, quickArgs] of SUPERVISE_BENCHES) {
+    say(`supervision: ${strategy} ...`);
+    supervise[strategy] = await new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        ["--import", "tsx", ...args, ...(quick ? quickArgs : [])],
+        { maxBuffer: 16 * 1024 * 1024, timeout: 20 * 60_000 },
+        (err, stdout, stderr) => {
+          process.stderr.write(stderr);
+          if (err) resolve({ failed: err.message.split("\n")[0] });
+          else resolve(JSON.parse(stdout));
+        },
+      );
+    });
+  }
+}
+
+console.log(JSON.stringify({ machine, verify, ingest, dissemination, detection, mesh, supervise }, null, 2));
