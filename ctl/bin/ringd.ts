@@ -6,10 +6,11 @@
  *
  * The shebang caps V8's young generation at 1 MiB per semi-space (V8 grows it to 8 MiB when a
  * burst of allocations survives, as when ten nodes join at once, and keeps it): a joined node's
- * private memory falls from ~27-29 to ~25 MiB and its worst from ~38 to ~27 MiB, with no change
- * in exec round trips or the ingest rate (docs/BENCHMARKS.md, "Built ringd"). The flag cannot be
- * set once V8 is running; scripts/ringd-process.ts reads it from this line, and an operator who
- * runs `node dist/ctl/bin/ringd.js` directly passes it the same way.
+ * private memory falls from ~27-29 to ~25 MiB and its worst from ~38 to ~28 MiB, with no change
+ * in exec round trips or the ingest rate. It costs ~25-60 ms at start: with a heap flag node compiles
+ * its own built-in modules instead of using their code cache (docs/BENCHMARKS.md, "Built ringd").
+ * The flag cannot be set once V8 is running; scripts/ringd-process.ts reads it from this line, and
+ * an operator who runs `node dist/ctl/bin/ringd.js` directly passes it the same way.
  */
 import { runCli } from "../cli.ts";
 import { ringd } from "../ringd.ts";
