@@ -108,6 +108,8 @@ export interface SelfHostDeps {
   readonly listenHost: string;
   /** This node's transport: the child uses the same. */
   readonly transport: "zeromq" | "nats";
+  /** This node's existing NATS cluster (config natsUrl, natsCaFile), if any: the child uses it too. */
+  readonly nats?: { readonly url: string; readonly caFile: string };
   readonly nowMs: () => number;
   /** How ringd is run (default: as this process runs it). */
   readonly launcher?: RingdLauncher;
@@ -162,6 +164,8 @@ export interface RingdChildSpecInput {
   readonly logLevel: string;
   readonly strategy: string;
   readonly limits?: ChildLimits;
+  /** The parent's existing NATS cluster, if it uses one: the child must use it too. */
+  readonly nats?: { readonly url: string; readonly caFile: string };
 }
 
 /** The Supervisor spec of a ringd child (pure). */
@@ -192,6 +196,7 @@ export function ringdChildSpec(input: RingdChildSpecInput): ChildSpec {
     input.transport,
     "--log-level",
     input.logLevel,
+    ...(input.nats !== undefined ? ["--nats-url", input.nats.url, "--nats-ca-file", input.nats.caFile] : []),
   ];
   return {
     name: input.name,
@@ -245,6 +250,7 @@ export async function createRingdChild(
     logLevel: request.logLevel ?? "info",
     strategy: request.strategy,
     limits: request.limits,
+    nats: deps.nats,
   });
   const created = await deps.supervisor.create({
     spec,
