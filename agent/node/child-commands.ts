@@ -110,8 +110,12 @@ async function carryOut(
       // Escapes can make JSON text longer than the log bytes: ask for less until the answer fits.
       for (let maxBytes = MAX_LOG_ANSWER_BYTES; ; maxBytes = Math.floor(maxBytes / 2)) {
         let out: ChildLogsAnswer;
-        if ("lines" in what) out = { text: await supervisor.logs(name, { lines: what.lines, maxBytes }) };
-        else {
+        if ("lines" in what) {
+          // The end first: what is written while the tail is read then comes again, never not at all.
+          const end = what.follow === true ? (await supervisor.readLogs(name, null, 0)).cursor : undefined;
+          const text = await supervisor.logs(name, { lines: what.lines, maxBytes });
+          out = end === undefined ? { text } : { text, cursor: end };
+        } else {
           const read = await supervisor.readLogs(name, what.cursor, maxBytes);
           out = { text: read.bytes.toString("utf8"), cursor: read.cursor };
         }

@@ -92,12 +92,18 @@ export const createArgsSchema = v.tuple([
 export const listArgsSchema = v.tuple([]);
 /** `child.start|stop|restart|remove` args: [name]. */
 export const nameArgsSchema = v.tuple([name]);
-/** `child.logs` args: [name, {lines} to tail, or {cursor} (null: the end) to read on from]. */
+/**
+ * `child.logs` args: [name, what]: `{lines}` tails; `{lines, follow: true}` tails and also answers the
+ * cursor at the end, to read on from; `{cursor}` reads on from a cursor (null: answers the end's).
+ */
 export const logsArgsSchema = v.tuple([
   name,
   json(
     v.union([
-      v.strictObject({ lines: v.pipe(count, v.minValue(1), v.maxValue(MAX_TAIL_LINES)) }),
+      v.strictObject({
+        lines: v.pipe(count, v.minValue(1), v.maxValue(MAX_TAIL_LINES)),
+        follow: v.optional(v.literal(true)),
+      }),
       v.strictObject({ cursor: v.nullable(logCursorSchema) }),
     ]),
   ),

@@ -129,6 +129,9 @@ export function controlHandlers(daemon: Daemon): Record<string, ControlHandler> 
         revoked: daemon.node.trust.isRevoked(key),
       };
     },
+    // The give-ups this node heard of, newest first, as signed by the nodes that gave up (ringctl
+    // verifies each one itself).
+    "child.events": async () => ({ events: await daemon.childEvents.list() }),
     "command.submit": async (params, ctx) => {
       const { envelope, waitMs } = parse(envelopeParam, params, "command.submit");
       const bytes = bytesOf(envelope);

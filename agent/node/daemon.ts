@@ -32,6 +32,7 @@ import type { ChildGiveUpEvent, Supervisor } from "../supervise/index.ts";
 import { sealed } from "../transport/sealed.ts";
 import type { ZeromqTransport } from "../transport/zeromq.ts";
 import { admitJoiner } from "./admit.ts";
+import { type ChildEvents, wireChildEvents } from "./child-events.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
@@ -69,6 +70,7 @@ export class Daemon {
   root: import("../../protocol/index.ts").Identity | undefined;
   #nats: NatsLink | undefined;
   #supervisor: Supervisor | undefined;
+  #childEvents: ChildEvents | undefined;
   readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
 
   private constructor(
@@ -276,6 +278,7 @@ export class Daemon {
     node.onResult((r) => {
       for (const listener of this.#resultListeners) listener(r);
     });
+    this.#childEvents = wireChildEvents(this);
     this.#memberTimer = setInterval(() => void this.saveMembers(), MEMBER_SAVE_INTERVAL_MS);
   }
 
@@ -285,8 +288,14 @@ export class Daemon {
     return this.#supervisor;
   }
 
-  #childGaveUp(event: ChildGiveUpEvent): void {
-    this.log.warn({ ...event }, "gave up on a child");
+  /** The give-ups this node heard of (its own included), for `ringctl child events`. */
+  get childEvents(): ChildEvents {
+    if (this.#childEvents === undefined) throw new Error("the daemon is not wired yet");
+    return this.#childEvents;
+  }
+
+  #childGaveUp(e: ChildGiveUpEvent): void {
+    if (!this.#stopped) this.childEvents.gaveUp(e);
   }
 
   /** The NATS link (transport "nats"), or undefined on ZeroMQ. */
