@@ -35,6 +35,7 @@ import { admitJoiner } from "./admit.ts";
 import { type ChildEvents, wireChildEvents } from "./child-events.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
+import { selfHostHandlers } from "./self-host-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
 import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
 import type { DaemonTransport, NatsLink } from "./nats-link.ts";
@@ -236,7 +237,10 @@ export class Daemon {
       log,
       onGiveUp: (event) => daemon.#childGaveUp(event),
     });
-    daemon.#control = await serveControl(config.controlSocket, controlHandlers(daemon));
+    daemon.#control = await serveControl(config.controlSocket, {
+      ...controlHandlers(daemon),
+      ...selfHostHandlers(daemon), // node.create: a ringd of the next ring as a child
+    });
     log.info(
       {
         meshId: info.meshId,
