@@ -35,11 +35,11 @@ import { admitJoiner } from "./admit.ts";
 import { type ChildEvents, wireChildEvents } from "./child-events.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
-import { selfHostHandlers } from "./self-host-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
 import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
 import type { DaemonTransport, NatsLink } from "./nats-link.ts";
 import { ROOT_KEY_FILE } from "./seed.ts";
+import { selfHostHandlers } from "./self-host-api.ts";
 
 /** Gossip frames on real transports may be this large (results carry command output). */
 export const DAEMON_GOSSIP_FRAME_BYTES = 128 * 1024;
