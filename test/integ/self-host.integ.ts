@@ -1,0 +1,303 @@
+/**
+ * Rings that host themselves (issue 4), with real processes as root: a ring-0 seed (`ringd start`)
+ * creates a ring-1 ringd as a supervised `unix-user` child (`ringctl node create`), minting its token
+ * itself; the child joins by itself and shows in `ringctl nodes` under the seed. The ring-1 agent runs
+ * a ring-2 app (the HTTP fixture, strategy `proc`: a ring-1 agent under unix-user is not root) that
+ * answers on the port ring 1 allocated. kill -9 of the ring-1 agent: the seed restarts it and it comes
+ * back with its own key, no new token. kill -9 of the seed: on restart it recovers its ring-1 child
+ * (same pid), which kept its app.
+ *
+ * unix-user rather than jail: a jailed ring-1 agent is its pid namespace's init side, so its ring-2
+ * apps die with it by construction and could never be recovered with the same pid.
+ *
+ * Known gap, asserted as such (`it.fails`): after kill -9 of a ring-1 agent whose ring-2 app still
+ * runs, the unix-user driver refuses to start it again, because its cgroup still holds a process
+ * (the app) — see the last test and docs/cli.md, "Self-hosting".
+ */
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readFile, rm, rmdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectControl } from "../../agent/daemon/index.ts";
+import { RINGD_CHILD_STATE_DIR, RINGD_CHILD_TOKEN_FILE } from "../../agent/node/self-host.ts";
+import { detectCgroups } from "../../agent/supervise/cgroup-layout.ts";
+import { processesOfUid, readProcessUid } from "../../agent/supervise/linux-process.ts";
+import { deriveUserName, findAccount } from "../../agent/supervise/unix-user-account.ts";
+import { type Ran, RingdProcesses } from "../../scripts/ringd-process.ts";
+import { eventually } from "../support/eventually.ts";
+
+const procs = new RingdProcesses();
+console.info(`ringd and ringctl run from ${procs.runner} (${procs.reason})`);
+
+const NAME = `sh-${randomBytes(3).toString("hex")}`;
+const USER = deriveUserName("enjin-", NAME);
+const P = 30_000 + 50 * Math.floor(Math.random() * 400);
+const SEED_CHILD_PORTS = { firstPort: P + 10, lastPort: P + 19 };
+const RING1_CHILD_PORTS = { firstPort: P + 20, lastPort: P + 29 };
+const FIXTURE = join(procs.root, "agent", "supervise", "fixtures", "http-child.mjs");
+const slow = { timeoutMs: 60_000, intervalMs: 200 };
+
+let base: string;
+let seedDir: string;
+let seed: ChildProcess;
+let seedKey: string;
+let ring1Dir: string;
+let ring1Key: string;
+
+type Child = { name: string; phase: string; pid: number | null; port: number; restarts: number };
+type NodeRow = { id: string; state: string; certificate: { ring: number; issuer: string } | null };
+
+async function ctl(args: string[]): Promise<Ran> {
+  const dash = args.indexOf("--");
+  const [head, tail] = dash === -1 ? [args, []] : [args.slice(0, dash), args.slice(dash)];
+  return procs.run("ringctl", [...head, "--data-dir", seedDir, ...tail]);
+}
+
+async function ctlJson(args: string[]): Promise<Record<string, unknown>> {
+  const r = await ctl([...args, "--json"]);
+  if (r.code !== 0) throw new Error(`ringctl ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/** A control call to the ringd whose state is in `dataDir`. */
+async function control(dataDir: string, method: string): Promise<Record<string, unknown>> {
+  const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 2_000 });
+  try {
+    return (await client.call(method, {})) as Record<string, unknown>;
+  } finally {
+    client.close();
+  }
+}
+
+/** The children of node `key` as it reports them (a signed child.list through the seed). */
+async function childrenOf(key: string): Promise<Child[]> {
+  const r = await ctlJson(["child", "list", "--node", key]);
+  const [result] = r.results as { children: Child[] }[];
+  if (result === undefined) throw new Error(`node ${key} did not answer child.list`);
+  return result.children;
+}
+
+async function childOf(key: string, name: string): Promise<Child> {
+  const c = (await childrenOf(key)).find((x) => x.name === name);
+  if (c === undefined) throw new Error(`node ${key} has no child ${name}`);
+  return c;
+}
+
+/** How many sockets listen on TCP `port` (IPv4 and IPv6). */
+async function listeners(port: number): Promise<number> {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  let n = 0;
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = await readFile(file, "utf8").catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1]?.endsWith(`:${hex}`) && f[3] === "0A") n++;
+    }
+  }
+  return n;
+}
+
+async function health(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/health`);
+  if (res.status !== 200) throw new Error(`GET /health answered ${res.status}`);
+  return (await res.text()).trim();
+}
+
+function startSeed(): ChildProcess {
+  const range = `${SEED_CHILD_PORTS.firstPort}-${SEED_CHILD_PORTS.lastPort}`;
+  return procs.spawn("ringd", [
+    "start",
+    "--data-dir",
+    seedDir,
+    "--child-ports",
+    range,
+    "--log-level",
+    "warn",
+  ]);
+}
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0)
+    throw new Error("self-host.integ.ts needs root (the ring-1 child runs as a user of its own)");
+  base = await mkdtemp("/tmp/enjin-selfhost-");
+  await chmod(base, 0o711); // the child's user passes through to its own directory
+  seedDir = join(base, "seed");
+  ring1Dir = join(`${seedDir}-children`, NAME, "dir");
+  const init = await procs.run("ringd", [
+    "init",
+    "--data-dir",
+    seedDir,
+    "--listen",
+    `127.0.0.1:${P}`,
+    "--json",
+  ]);
+  if (init.code !== 0) throw new Error(`ringd init: ${init.stderr}`);
+  seedKey = JSON.parse(init.stdout).nodeKey;
+  seed = startSeed();
+  await procs.waitReady(seed, seedDir);
+});
+
+afterAll(async () => {
+  // The seed removes its child: stops it, kills what is left of its user, removes user and cgroups.
+  if (seed !== undefined && seed.exitCode === null && seed.signalCode === null)
+    await ctl(["child", "remove", NAME, "--node", seedKey]).catch(() => undefined);
+  await procs.stopAll();
+  // Whatever a failed run left: the user's processes (by pid), the user, its cgroups.
+  const account = await findAccount(USER);
+  if (account.user !== undefined) {
+    for (const pid of await processesOfUid(account.user.uid)) process.kill(pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 500)); // a moment for them to be reaped
+    execFileSync("userdel", [USER]);
+  }
+  for (const h of (await detectCgroups()).hierarchies) {
+    await rmdir(join(h.mountPath, "enjin", USER)).catch(() => undefined);
+    await rmdir(join(h.mountPath, "enjin")).catch(() => undefined); // only if no other test uses it
+  }
+  if (base !== undefined) await rm(base, { recursive: true, force: true });
+}, 60_000);
+
+describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", () => {
+  it("the seed starts a ring-1 ringd that joins by itself and shows under the seed", async () => {
+    const t0 = performance.now();
+    const made = await ctlJson([
+      "node",
+      "create",
+      NAME,
+      "--strategy",
+      "unix-user",
+      "--child-ports",
+      `${RING1_CHILD_PORTS.firstPort}-${RING1_CHILD_PORTS.lastPort}`,
+    ]);
+    expect(made.ring).toBe(1);
+    const child = made.child as Child & { dir: string };
+    expect(child.dir).toBe(ring1Dir);
+    expect(child.port).toBeGreaterThanOrEqual(SEED_CHILD_PORTS.firstPort);
+    expect(child.port).toBeLessThanOrEqual(SEED_CHILD_PORTS.lastPort);
+    const row = await eventually(async () => {
+      const nodes = (await control(seedDir, "nodes")).nodes as NodeRow[];
+      const found = nodes.find((n) => n.certificate?.ring === 1 && n.state === "alive");
+      if (found === undefined) throw new Error("no ring-1 member yet");
+      return found;
+    }, slow);
+    console.info(`create -> certified ring-1 member: ${Math.round(performance.now() - t0)} ms`);
+    expect(row.certificate!.issuer).toBe(seedKey);
+    ring1Key = row.id;
+    const status = await control(join(ring1Dir, RINGD_CHILD_STATE_DIR), "status");
+    expect(status.nodeKey).toBe(ring1Key);
+    expect(status.ring).toBe(1);
+    // Human output: the ring-1 node indented under the seed.
+    const text = (await ctl(["nodes"])).stdout.split("\n");
+    const seedLine = text.findIndex((l) => l.startsWith("0 ") && l.includes(" *"));
+    const ring1Line = text.findIndex((l) => /^1 {5}alive {7}[a-z2-7]/.test(l)); // indented once
+    expect(seedLine).toBeGreaterThan(0);
+    expect(ring1Line).toBe(seedLine + 1);
+    // One token was minted, for this child, and used up; its file is gone.
+    const tokens = (await ctlJson(["token", "list"])).tokens as {
+      usesLeft: number;
+      scope: { ring: number };
+    }[];
+    expect(tokens.map((t) => [t.scope.ring, t.usesLeft])).toEqual([[1, 0]]);
+    expect(existsSync(join(ring1Dir, RINGD_CHILD_TOKEN_FILE))).toBe(false);
+  });
+
+  it("the child's state is its own: its user's, unreadable by others, its key never on a command line", async () => {
+    const { user } = await findAccount(USER);
+    expect(user).toBeDefined();
+    const uid = user!.uid;
+    for (const [path, mode] of [
+      [ring1Dir, 0o700],
+      [join(ring1Dir, RINGD_CHILD_STATE_DIR), 0o700],
+      [join(ring1Dir, RINGD_CHILD_STATE_DIR, "node.key"), 0o600],
+    ] as const) {
+      const s = await stat(path);
+      expect([path, s.uid, s.mode & 0o777]).toEqual([path, uid, mode]);
+    }
+    const pid = (await childOf(seedKey, NAME)).pid!;
+    expect(await readProcessUid(pid)).toBe(uid);
+    for (const p of await processesOfUid(uid)) {
+      const argv = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
+      expect(argv).not.toMatch(/enjin1\./); // no token in any argument list
+    }
+    expect((await ctl(["child", "list", "--json"])).stdout).not.toMatch(/enjin1\./);
+  });
+
+  it("kill -9 of the ring-1 agent: the seed restarts it; it comes back with its own key, no new token", async () => {
+    const before = await childOf(seedKey, NAME);
+    const t0 = performance.now();
+    process.kill(before.pid!, "SIGKILL");
+    const after = await eventually(async () => {
+      const c = await childOf(seedKey, NAME);
+      if (c.phase !== "running" || c.pid === before.pid) throw new Error(`still ${c.phase}`);
+      const status = await control(join(ring1Dir, RINGD_CHILD_STATE_DIR), "status");
+      return { child: c, status };
+    }, slow);
+    console.info(`kill -9 -> ring-1 agent answering again: ${Math.round(performance.now() - t0)} ms`);
+    expect(after.child.restarts).toBe(before.restarts + 1);
+    expect(after.status.nodeKey).toBe(ring1Key);
+    const tokens = (await ctlJson(["token", "list"])).tokens as { usesLeft: number }[];
+    expect(tokens.map((t) => t.usesLeft)).toEqual([0]);
+    await eventually(async () => {
+      const nodes = (await control(seedDir, "nodes")).nodes as NodeRow[];
+      expect(nodes.find((n) => n.id === ring1Key)?.state).toBe("alive");
+    }, slow);
+  });
+
+  it("ring 1 runs a ring-2 app (proc) answering HTTP on the port ring 1 allocated", async () => {
+    const r = await ctl([
+      "child",
+      "create",
+      "app",
+      "--node",
+      ring1Key,
+      "--strategy",
+      "proc",
+      "--json",
+      "--",
+      process.execPath,
+      FIXTURE,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const app = await childOf(ring1Key, "app");
+    expect(app.port).toBeGreaterThanOrEqual(RING1_CHILD_PORTS.firstPort);
+    expect(app.port).toBeLessThanOrEqual(RING1_CHILD_PORTS.lastPort);
+    expect(await eventually(() => health(app.port), slow)).toBe(`ok ${app.pid}`);
+    expect(await readProcessUid(app.pid!)).toBe((await findAccount(USER)).user!.uid);
+  });
+
+  it("kill -9 of the seed: on restart it recovers its ring-1 child (same pid), which kept its app", async () => {
+    const ring1 = await childOf(seedKey, NAME);
+    const app = await childOf(ring1Key, "app");
+    await procs.kill9(seed);
+    seed = startSeed();
+    await procs.waitReady(seed, seedDir);
+    const again = await childOf(seedKey, NAME);
+    expect([again.phase, again.pid, again.restarts]).toEqual(["running", ring1.pid, ring1.restarts]);
+    const appAgain = await childOf(ring1Key, "app");
+    expect([appAgain.phase, appAgain.pid]).toEqual(["running", app.pid]);
+    expect(await health(app.port)).toBe(`ok ${app.pid}`);
+    expect(await listeners(app.port)).toBe(1);
+  });
+
+  // Fails today: the unix-user driver refuses to start the ring-1 agent again while its cgroup still
+  // holds a process — its own ring-2 app, which outlived it as it should. The driver needs to let a
+  // child that supervises its own children (a ringd) start again into its cgroup with them in it.
+  it.fails("kill -9 of the ring-1 agent with its app running: restarted, same key, app recovered", async () => {
+    const ring1 = await childOf(seedKey, NAME);
+    const app = await childOf(ring1Key, "app");
+    process.kill(ring1.pid!, "SIGKILL");
+    await eventually(
+      async () => {
+        const c = await childOf(seedKey, NAME);
+        if (c.phase !== "running" || c.pid === ring1.pid) throw new Error(`ring-1 agent ${c.phase}`);
+        const status = await control(join(ring1Dir, RINGD_CHILD_STATE_DIR), "status");
+        expect(status.nodeKey).toBe(ring1Key);
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    const appAgain = await childOf(ring1Key, "app");
+    expect([appAgain.phase, appAgain.pid]).toEqual(["running", app.pid]);
+    expect(await listeners(app.port)).toBe(1);
+  }, 60_000);
+});
