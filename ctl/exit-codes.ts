@@ -17,6 +17,7 @@ import { BadJoinResponseError, JoinRefusedError, JoinUnreachableError } from "..
 import { NotInitializedError } from "../agent/node/mesh-state.ts";
 import { AlreadyInitializedError, InvalidLabelError } from "../agent/node/seed.ts";
 import { KeyFileCorruptError, KeyFilePermissionsError, StoreLockedError } from "../agent/store/errors.ts";
+import { ZeromqBindError } from "../agent/transport/zeromq-address.ts";
 import { TokenFormatError, TokenIssuerMismatchError } from "../bootstrap/index.ts";
 import { CliError } from "./errors.ts";
 
@@ -67,6 +68,8 @@ export function exitCodeFor(err: unknown): ExitCode {
   }
   if (err instanceof ControlPermissionError || err instanceof SocketInUseError) return ExitCode.Refused;
   if (err instanceof ConfigError || err instanceof ConfigFileError) return ExitCode.Config;
+  // The configured listen address cannot be bound here (in use, or not this machine's).
+  if (err instanceof ZeromqBindError) return ExitCode.Config;
   if (
     err instanceof NotInitializedError ||
     err instanceof KeyFilePermissionsError ||

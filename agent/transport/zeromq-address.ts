@@ -77,3 +77,23 @@ export function portOfEndpoint(endpoint: string | null): number | undefined {
   const m = endpoint === null ? null : /:(\d+)$/.exec(endpoint);
   return m === null ? undefined : Number(m[1]);
 }
+
+/** The server or ZAP socket could not bind (address in use, bad host, ...). */
+export class ZeromqBindError extends Error {
+  /** The endpoint that failed. */
+  readonly endpoint: string;
+  constructor(endpoint: string, options?: { cause?: unknown }) {
+    const code = (options?.cause as { code?: unknown } | undefined)?.code;
+    const why =
+      code === "EADDRINUSE"
+        ? ": the address is already in use (another ringd or program listens there); choose another --listen port"
+        : code === "EADDRNOTAVAIL"
+          ? ": no interface of this machine has that address; choose another --listen host"
+          : options?.cause instanceof Error
+            ? `: ${options.cause.message}`
+            : "";
+    super(`zeromq transport could not bind ${endpoint}${why}`, options);
+    this.name = new.target.name;
+    this.endpoint = endpoint;
+  }
+}

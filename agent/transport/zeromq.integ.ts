@@ -18,7 +18,7 @@ import {
   type ZeromqTransport,
   zeromq,
 } from "./zeromq.ts";
-import { formatZeromqAddress, parseZeromqAddress } from "./zeromq-address.ts";
+import { formatZeromqAddress, parseZeromqAddress, ZeromqBindError } from "./zeromq-address.ts";
 import { curveKeyPairOf, curvePublicKeyOf, z85Encode } from "./zeromq-keys.ts";
 
 const WAIT = { timeoutMs: 10_000, intervalMs: 10 };
@@ -53,6 +53,14 @@ describe("zeromq transport", () => {
     t.onFrame((from, frame) => inbox.push({ from, bytes: Array.from(frame) }));
     return { id, t, inbox };
   };
+
+  it("refuses a listen port already in use with ZeromqBindError saying so and what to do", async () => {
+    const a = await node();
+    const endpoint = parseZeromqAddress(a.t.address)!.endpoint; // tcp://127.0.0.1:PORT
+    const taken = zeromq({ identity: generateIdentity(), authorize: () => true })({ listen: endpoint });
+    await expect(taken).rejects.toBeInstanceOf(ZeromqBindError);
+    await expect(taken).rejects.toThrow(/already in use.*choose another --listen port/);
+  });
 
   /** A bare Dealer in its own context: CURVE with `curve`'s keys, or plain when it is undefined. */
   const rawDealer = (to: string, routingId: string, curve?: Identity): zmq.Dealer => {

@@ -39,6 +39,7 @@ import {
   parseListen,
   parseZeromqAddress,
   portOfEndpoint,
+  ZeromqBindError,
 } from "./zeromq-address.ts";
 import { curveKeyPairOf, curvePublicKeyOf, z85Encode } from "./zeromq-keys.ts";
 import { Outbound } from "./zeromq-outbound.ts";
@@ -129,17 +130,6 @@ export class InvalidZeromqOptionError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
-  }
-}
-
-/** The server or ZAP socket could not bind (address in use, bad host, ...). */
-export class ZeromqBindError extends Error {
-  /** The endpoint that failed. */
-  readonly endpoint: string;
-  constructor(endpoint: string, options?: { cause?: unknown }) {
-    super(`zeromq transport could not bind ${endpoint}`, options);
-    this.name = new.target.name;
-    this.endpoint = endpoint;
   }
 }
 
