@@ -17,7 +17,7 @@
  * Summary on stderr, one JSON record on stdout. Everything is removed at the end, also on failure.
  */
 import { execFileSync } from "node:child_process";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -138,8 +138,15 @@ try {
     });
     await sleep(300);
     const t1 = performance.now();
+    const old = new Set(await processesOfUid(uid)); // ringd, and under tsx its esbuild service
     process.kill(pid, "SIGKILL");
-    await until(async () => (await processesOfUid(uid)).some((p) => p !== pid), 1);
+    const isRingd = async (p: number) =>
+      (await readFile(`/proc/${p}/cmdline`, "utf8")).includes("/ctl/bin/ringd.");
+    await until(async () => {
+      for (const p of await processesOfUid(uid))
+        if (!old.has(p) && (await isRingd(p).catch(() => false))) return true;
+      return false;
+    }, 1);
     round.respawnMs = performance.now() - t1;
     await until(async () => Number((await control(childState, "status")).startedMs) !== before);
     round.aliveMs = performance.now() - t1;
