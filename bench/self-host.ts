@@ -30,8 +30,8 @@ const { values } = parseArgs({
   options: { runs: { type: "string", default: "5" }, runner: { type: "string", default: "auto" } },
 });
 const runs = Number(values.runs);
-if (!Number.isInteger(runs) || runs < 1 || runs > 50)
-  throw new Error(`--runs takes 1..50, not ${values.runs}`);
+if (!Number.isInteger(runs) || runs < 1 || runs > 12)
+  throw new Error(`--runs takes 1..12, not ${values.runs}`);
 if (process.getuid?.() !== 0)
   throw new Error("bench/self-host.ts needs root (ring-1 children run as their own users)");
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -39,7 +39,8 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 if (!["auto", "dist", "tsx"].includes(values.runner)) throw new Error(`--runner takes auto, dist or tsx`);
 const procs = new RingdProcesses({ runner: values.runner as "auto" | "dist" | "tsx" });
 const uptimeBefore = execFileSync("uptime").toString().trim();
-const P = 33_000 + 50 * Math.floor(Math.random() * 100);
+// Each ring-1 child holds two ports of the seed's range (peers on PORT, joins on PORT + 1).
+const P = 33_000 + 200 * Math.floor(Math.random() * 25);
 const base = await mkdtemp("/tmp/enjin-bench-selfhost-");
 await chmod(base, 0o711);
 const seedDir = join(base, "seed");
@@ -91,7 +92,7 @@ try {
   ]);
   if (init.code !== 0) throw new Error(`ringd init: ${init.stderr}`);
   seedKey = JSON.parse(init.stdout).nodeKey as string;
-  const seed = procs.spawn("ringd", ["start", "--data-dir", seedDir, "--child-ports", `${P + 10}-${P + 19}`]);
+  const seed = procs.spawn("ringd", ["start", "--data-dir", seedDir, "--child-ports", `${P + 10}-${P + 39}`]);
   await procs.waitReady(seed, seedDir);
   // The plain ring-1 node: joined once, then started and stopped by hand each round.
   const token = (await control(seedDir, "token.create", { ring: 1, ttlMs: 600_000, uses: 1 }))
@@ -115,7 +116,7 @@ try {
     const made = await control(seedDir, "node.create", {
       name,
       strategy: "unix-user",
-      childPorts: { firstPort: P + 20 + 3 * i, lastPort: P + 22 + 3 * i },
+      childPorts: { firstPort: P + 100 + 3 * i, lastPort: P + 102 + 3 * i },
     });
     round.createMs = performance.now() - t0;
     const pid = (made.child as { pid: number }).pid;
