@@ -114,6 +114,7 @@ export interface NodeAnswer {
 
 /** What a round trip gives: the verified answers and the expected nodes that did not answer. */
 export interface MeshCallOutcome {
+  /** The command's message id, hex. */
   readonly id: string;
   readonly answers: NodeAnswer[];
   readonly missing: { readonly id: string; readonly state: string }[];
@@ -171,7 +172,8 @@ export async function childMeshCall(
     }
     answers.push({ node, fingerprint: fingerprint(env.sender), exitCode: result.exitCode, answer });
   }
-  return { id, answers, missing: r.missing as { id: string; state: string }[] };
+  const idHex = Buffer.from(id, "latin1").toString("hex"); // the command's message id, printable
+  return { id: idHex, answers, missing: r.missing as { id: string; state: string }[] };
 }
 
 /** A node as tables show it: the distinctive part of its fingerprint. */
