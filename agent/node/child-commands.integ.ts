@@ -121,8 +121,12 @@ describe("child commands on a node", () => {
     await eventually(async () =>
       expect((await run("child.logs", ["talk", '{"lines":10}'])).out.text).toBe("first\n"),
     );
+    // Tail and follow at once: the last lines, and the cursor at the end to read on from.
+    const both = await run("child.logs", ["talk", '{"lines":10,"follow":true}'], ["viewer"]);
+    expect(both.out.text).toBe("first\n");
     const start = await run("child.logs", ["talk", '{"cursor":null}'], ["viewer"]);
     expect(start.out.text).toBe("");
+    expect(both.out.cursor).toEqual(start.out.cursor);
     const again = await run("child.logs", ["talk", JSON.stringify({ cursor: start.out.cursor })]);
     expect(again.out).toEqual({ text: "", cursor: start.out.cursor });
     await supervisor.restart("talk"); // writes "first" again
