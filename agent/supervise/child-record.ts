@@ -68,7 +68,10 @@ const handleSchema = v.object({
  */
 export const childRecordSchema = v.object({
   version: v.literal(CHILD_RECORD_VERSION),
-  spec: v.object({ name: v.string(), command: v.array(v.string()) }),
+  // Loose: env, limits and driver settings must come back from disk as they were written (a strict
+  // `object` would drop them silently, and a child would run after an agent restart without its
+  // limits). childSpec checks every field again before the supervisor acts on it.
+  spec: v.looseObject({ name: v.string(), command: v.array(v.string()) }),
   strategy: v.string(),
   restartPolicy: v.record(v.string(), v.unknown()),
   health: v.array(v.record(v.string(), v.unknown())),
