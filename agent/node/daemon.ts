@@ -45,6 +45,8 @@ import { selfHostHandlers } from "./self-host-api.ts";
 export const DAEMON_GOSSIP_FRAME_BYTES = 128 * 1024;
 /** How often learned members are written back to the store. */
 export const MEMBER_SAVE_INTERVAL_MS = 5_000;
+/** A membership change is written this soon after it (changes in between go in the same write). */
+export const MEMBER_SAVE_DEBOUNCE_MS = 200;
 
 /** A running daemon's public facts (the control API's `status`). */
 export interface DaemonInfo {
@@ -65,6 +67,7 @@ export class Daemon {
   readonly clock = systemClock();
   #stopped = false;
   #memberTimer: ReturnType<typeof setInterval> | undefined;
+  #memberSaveSoon: ReturnType<typeof setTimeout> | undefined;
   #control: ControlServer | undefined;
   #join: ZeromqTransport | undefined;
   /** The mesh's root key, on the seed that holds `root.key`: it alone certifies ring-0 joiners. */
@@ -284,6 +287,15 @@ export class Daemon {
     });
     this.#childEvents = wireChildEvents(this);
     this.#memberTimer = setInterval(() => void this.saveMembers(), MEMBER_SAVE_INTERVAL_MS);
+    // Written soon after each change too, not only at the next interval: a node killed right after a
+    // member joined would otherwise restart knowing nobody, and a member that has no reason to speak
+    // up first (nothing suspects it) would stay unknown to it.
+    node.onMemberChange(() => {
+      this.#memberSaveSoon ??= setTimeout(() => {
+        this.#memberSaveSoon = undefined;
+        void this.saveMembers().catch((err) => log.warn({ err }, "could not save members"));
+      }, MEMBER_SAVE_DEBOUNCE_MS);
+    });
   }
 
   /** The node's supervised children; open from the end of `start` until `stop` (children outlive it). */
@@ -357,6 +369,7 @@ export class Daemon {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#memberTimer !== undefined) clearInterval(this.#memberTimer);
+    if (this.#memberSaveSoon !== undefined) clearTimeout(this.#memberSaveSoon);
     this.node.leave();
     await new Promise((r) => setTimeout(r, 200));
     await this.saveMembers().catch(() => undefined);
