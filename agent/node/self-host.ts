@@ -44,6 +44,9 @@ import { checkGrantable } from "./admit.ts";
 import { checkLabels } from "./seed.ts";
 import { JAIL_STRATEGY, type RingdLauncher, ringdLauncher } from "./self-host-launcher.ts";
 
+/** The strategy whose cgroup a restarting ringd shares with the children it left running. */
+const UNIX_USER_STRATEGY = "unix-user";
+
 /** The child's data dir, relative to its own directory. */
 export const RINGD_CHILD_STATE_DIR = "state";
 /** The file holding the child's join token until its first start used it. */
@@ -204,6 +207,9 @@ export function ringdChildSpec(input: RingdChildSpecInput): ChildSpec {
     ...(input.limits !== undefined ? { limits: input.limits } : {}),
     // In a jail only the system directories exist: ringd's install must be bound in, read-only.
     ...(input.strategy === JAIL_STRATEGY ? { driver: { roBinds: [...launcher.readOnlyPaths] } } : {}),
+    // A ringd's own children outlive it on purpose (it recovers them when it is back): under
+    // unix-user, its restart joins them in its cgroup instead of being refused.
+    ...(input.strategy === UNIX_USER_STRATEGY ? { driver: { adoptDescendants: true } } : {}),
   };
 }
 

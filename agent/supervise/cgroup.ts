@@ -56,6 +56,22 @@ const readPids = async (dir: string): Promise<number[]> => {
     .map(Number);
 };
 
+/** True when every live process of `pids` has `uid` as its real uid (a vanished one counts as fine). */
+async function allRunAs(pids: readonly number[], uid: number): Promise<boolean> {
+  for (const pid of pids) {
+    const real = await realUid(pid);
+    if (real !== undefined && real !== uid) return false;
+  }
+  return true;
+}
+
+/** The real uid of `pid` from /proc, or undefined when it is gone. */
+async function realUid(pid: number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => undefined);
+  const real = status === undefined ? undefined : /^Uid:\s+(\d+)/m.exec(status)?.[1];
+  return real === undefined ? undefined : Number(real);
+}
+
 /** Every process in any of the placement's groups (zombies are not listed). */
 export async function cgroupPids(placement: CgroupPlacement): Promise<number[]> {
   const all = new Set<number>();
@@ -101,22 +117,35 @@ async function applyLimits(node: CgroupNode, limits: CgroupLimits): Promise<void
 /**
  * Make the group `relPath` (for example "enjin/enjin-web") in every hierarchy of `layout` and put
  * `limits` on it. A leftover empty group of that name is replaced; one with processes in it is
- * refused with NameTakenError. On any failure what this call made is removed again.
+ * refused with NameTakenError — unless `adoptUid` is given and every process in it runs as that uid:
+ * then the group is kept as it is, with its processes, and only its limits are set again (a
+ * supervising child restarting beside the children it left running). On any failure what this call
+ * made is removed again.
  */
 export async function createCgroup(
   layout: CgroupLayout,
   relPath: string,
   limits: CgroupLimits,
+  opts: { readonly adoptUid?: number } = {},
 ): Promise<CgroupPlacement> {
   checkEnforceable(layout, limits);
   checkRelPath(relPath);
   const placement: CgroupPlacement = { nodes: layout.hierarchies.map((h) => ({ ...h, relPath })) };
+  if (opts.adoptUid !== undefined) {
+    const pids = await cgroupPids(placement);
+    if (pids.length > 0 && (await allRunAs(pids, opts.adoptUid))) {
+      for (const node of placement.nodes) await applyLimits(node, limits);
+      return placement;
+    }
+  }
   for (const dir of cgroupDirs(placement)) {
     const pids = await readPids(dir);
     if (pids.length > 0) {
+      const owners = await Promise.all(pids.slice(0, 5).map(async (pid) => `${pid} (uid ${await realUid(pid)})`));
       throw new NameTakenError(
-        `cgroup ${dir} already exists with processes ${pids.slice(0, 5).join(", ")} in it; ` +
-          `stop that child (or recover it) before starting another of the same name`,
+        `cgroup ${dir} already exists with processes ${owners.join(", ")} in it; ` +
+          `stop that child (or recover it) before starting another of the same name` +
+          (opts.adoptUid === undefined ? "" : ` (only processes of uid ${opts.adoptUid} are adopted)`),
       );
     }
   }

@@ -62,9 +62,22 @@ export function checkSpecShape(spec: ChildSpec): void {
   checkCount("pids", limits.pids, 4_194_304);
   checkCount("cpuMillis", limits.cpuMillis, 1_000_000);
   checkCount("openFiles", limits.openFiles, MAX_OPEN_FILES);
-  const extra = Object.keys(spec.driver ?? {});
+  const driver = spec.driver ?? {};
+  const extra = Object.keys(driver).filter((k) => k !== "adoptDescendants");
   if (extra.length > 0)
-    fail(`the unix-user driver takes no driver settings; remove driver.${extra.join(", driver.")}`);
+    fail(`the unix-user driver takes only driver.adoptDescendants; remove driver.${extra.join(", driver.")}`);
+  if (driver.adoptDescendants !== undefined && typeof driver.adoptDescendants !== "boolean")
+    fail(`driver.adoptDescendants must be true or false, got ${JSON.stringify(driver.adoptDescendants)}`);
+}
+
+/**
+ * True when the spec says the child supervises children of its own (a ringd): on a restart,
+ * processes it left in its cgroup — its own children, which outlive it on purpose so that it can
+ * recover them — are kept, and the new process joins them, as long as every one runs as the child's
+ * user. Without it a non-empty cgroup is refused (an app's leftovers would be duplicated).
+ */
+export function adoptsDescendants(spec: ChildSpec): boolean {
+  return spec.driver?.adoptDescendants === true;
 }
 
 /** What the driver adds to the spec's env. */

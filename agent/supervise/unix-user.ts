@@ -51,6 +51,7 @@ import {
 import { checkRequestPaths, findExecutable, type HostTools, resolveHostTools } from "./unix-user-host.ts";
 import { launchChild } from "./unix-user-launch.ts";
 import {
+  adoptsDescendants,
   checkSpecShape,
   childEnv,
   childRlimits,
@@ -176,10 +177,18 @@ class UnixUser implements UnixUserDriver {
       return made;
     });
     let placement: CgroupPlacement | undefined;
+    let adopted = false;
     try {
       await chown(dir, account.uid, account.gid);
       await chmod(dir, 0o700);
-      placement = await createCgroup(layout, `${this.cgroupParent}/${user}`, this.cgroupLimits(spec, layout));
+      placement = await createCgroup(
+        layout,
+        `${this.cgroupParent}/${user}`,
+        this.cgroupLimits(spec, layout),
+        adoptsDescendants(spec) ? { adoptUid: account.uid } : {},
+      );
+      // Kept with what runs in it: a failed start must not take the adopted children down with it.
+      adopted = adoptsDescendants(spec) && (await cgroupPids(placement)).length > 0;
       const rlimits = childRlimits(spec.limits ?? {}, {
         pidsController: hasController(layout, "pids"),
         defaultOpenFiles: this.opts.defaultOpenFiles ?? 4096,
@@ -219,7 +228,7 @@ class UnixUser implements UnixUserDriver {
         state: { ...state },
       };
     } catch (err) {
-      if (placement) await removeCgroup(placement, this.killTimeoutMs).catch(() => {});
+      if (placement && !adopted) await removeCgroup(placement, this.killTimeoutMs).catch(() => {});
       if (account.created) {
         await this.serial(async () => {
           await killUidProcesses(account.uid, account.gid, tools);

@@ -10,10 +10,9 @@
  * unix-user rather than jail: a jailed ring-1 agent is its pid namespace's init side, so its ring-2
  * apps die with it by construction and could never be recovered with the same pid.
  *
- * Known gaps, asserted as such (`it.fails`): after kill -9 of a ring-1 agent whose ring-2 app still
- * runs, the unix-user driver refuses to start it again, because its cgroup still holds a process
- * (the app) — see the last test and docs/cli.md, "Self-hosting"; and a ring-2 ringd, though
- * certified, hears no one (a ring-1 ringd does not run ring 1's network).
+ * Known gap, asserted as such (`it.fails`): a ring-2 ringd, though certified, hears no one (a
+ * ring-1 ringd does not run ring 1's network). After kill -9 of a ring-1 agent whose ring-2 app
+ * still runs, the agent restarts into its cgroup beside the app and recovers it.
  */
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -282,7 +281,8 @@ describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", 
     await procs.waitReady(seed, seedDir);
     const again = await childOf(seedKey, NAME);
     expect([again.phase, again.pid, again.restarts]).toEqual(["running", ring1.pid, ring1.restarts]);
-    const appAgain = await childOf(ring1Key, "app");
+    // The restarted seed hears ring 1 again within a probe or two; until then it targets no one.
+    const appAgain = await eventually(() => childOf(ring1Key, "app"), { timeoutMs: 15_000, intervalMs: 500 });
     expect([appAgain.phase, appAgain.pid]).toEqual(["running", app.pid]);
     expect(await health(app.port)).toBe(`ok ${app.pid}`);
     expect(await listeners(app.port)).toBe(1);
@@ -317,17 +317,17 @@ describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", 
     );
   }, 30_000);
 
-  // Fails today: the unix-user driver refuses to start the ring-1 agent again while its cgroup still
-  // holds a process — its own ring-2 app, which outlived it as it should. The driver needs to let a
-  // child that supervises its own children (a ringd) start again into its cgroup with them in it.
-  it.fails("kill -9 of the ring-1 agent with its app running: restarted, same key, app recovered", async () => {
+  // The ring-2 app outlives its agent on purpose; the ring-1 agent restarts into its cgroup beside
+  // it (unix-user's driver.adoptDescendants, which self-host sets for ringd children).
+  it("kill -9 of the ring-1 agent with its app running: restarted, same key, app recovered", async () => {
     const ring1 = await childOf(seedKey, NAME);
     const app = await childOf(ring1Key, "app");
     process.kill(ring1.pid!, "SIGKILL");
     await eventually(
       async () => {
         const c = await childOf(seedKey, NAME);
-        if (c.phase !== "running" || c.pid === ring1.pid) throw new Error(`ring-1 agent ${c.phase}`);
+        if (c.phase !== "running" || c.pid === ring1.pid)
+          throw new Error(`ring-1 agent ${c.phase} ${JSON.stringify(c)}`);
         const status = await control(join(ring1Dir, RINGD_CHILD_STATE_DIR), "status");
         expect(status.nodeKey).toBe(ring1Key);
       },
