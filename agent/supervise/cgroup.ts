@@ -141,7 +141,9 @@ export async function createCgroup(
   for (const dir of cgroupDirs(placement)) {
     const pids = await readPids(dir);
     if (pids.length > 0) {
-      const owners = await Promise.all(pids.slice(0, 5).map(async (pid) => `${pid} (uid ${await realUid(pid)})`));
+      const owners = await Promise.all(
+        pids.slice(0, 5).map(async (pid) => `${pid} (uid ${await realUid(pid)})`),
+      );
       throw new NameTakenError(
         `cgroup ${dir} already exists with processes ${owners.join(", ")} in it; ` +
           `stop that child (or recover it) before starting another of the same name` +
