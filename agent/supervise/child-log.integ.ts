@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync } from "node:fs";
-import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -9,15 +9,13 @@ import {
   type ChildLogPaths,
   checkLogRotation,
   followChildLog,
-  type LogCursor,
-  logCursorAtEnd,
   openChildLogFd,
   prepareChildLog,
-  readChildLogSince,
   rotateChildLog,
   rotatedLogPath,
   tailChildLog,
 } from "./child-log.ts";
+import { type LogCursor, logCursorAtEnd, readChildLogSince } from "./child-log-cursor.ts";
 import { SupervisorConfigError } from "./errors.ts";
 
 let dir: string;
@@ -83,7 +81,7 @@ describe("child log", () => {
     });
     while (!done) if (await rotateChildLog(paths, { maxBytes: 4096, keep: 100 })) rotations++;
     expect(await exited).toBe(0);
-    expect(rotations).toBeGreaterThan(3);
+    expect(rotations).toBeGreaterThanOrEqual(1);
 
     const files: string[] = [];
     for (let n = 100; n >= 1; n--) {
@@ -102,8 +100,11 @@ describe("child log", () => {
       });
     for (let i = 1; i < numbers.length; i++) expect(numbers[i]).toBeGreaterThan(numbers[i - 1]!);
     expect(numbers.at(-1)).toBe(19_999);
-    // copytruncate may drop what is written between the last copied byte and the truncate.
-    expect(numbers.length).toBeGreaterThan(19_000);
+    // copytruncate may drop what is written between the last copied byte and the truncate, so lines
+    // go missing only there: at most one run of missing lines per rotation (how many depends on
+    // the machine's speed, which a test must not assert on).
+    const gaps = numbers.filter((n, i) => i > 0 && n !== numbers[i - 1]! + 1).length;
+    expect(gaps).toBeLessThanOrEqual(rotations);
   });
 
   it("tail reads the last lines, reaching into rotated files", async () => {
@@ -186,5 +187,40 @@ describe("child log", () => {
       expect(r.bytes.toString("utf8")).not.toContain("\ufffd");
     }
     expect(text).toBe("aé€😀\n");
+  });
+
+  it("waits out a rotation caught half-way (current truncated, its copy not yet renamed), reading nothing twice", async () => {
+    await writeFile(paths.current, "a\n".repeat(600));
+    let cursor = await logCursorAtEnd(paths);
+    const abort = new AbortController();
+    const followed: string[] = [];
+    const following = (async () => {
+      for await (const chunk of followChildLog(paths, { signal: abort.signal, pollIntervalMs: 10 }))
+        followed.push(chunk.toString("utf8"));
+    })();
+    await new Promise((r) => setTimeout(r, 50)); // the follower takes its offset at the end
+    // rotateChildLog's middle state, held: the copy in current.1.partial, `current` already empty.
+    await appendFile(paths.current, "b\n");
+    const partial = `${rotatedLogPath(paths, 1)}.partial`;
+    await writeFile(partial, await readFile(paths.current));
+    await writeFile(paths.current, "");
+    for (let i = 0; i < 8; i++) {
+      const r = await readChildLogSince(paths, cursor, 1 << 20);
+      expect(r.bytes.toString()).toBe("");
+      cursor = r.cursor;
+    }
+    await new Promise((r) => setTimeout(r, 150)); // the follower polls a dozen times meanwhile
+    await rename(partial, rotatedLogPath(paths, 1));
+    await appendFile(paths.current, "c\n");
+    let read = "";
+    for (let i = 0; i < 3; i++) {
+      const r = await readChildLogSince(paths, cursor, 1 << 20);
+      read += r.bytes.toString();
+      cursor = r.cursor;
+    }
+    expect(read).toBe("b\nc\n");
+    await eventually(() => expect(followed.join("")).toBe("b\nc\n"));
+    abort.abort();
+    await following;
   });
 });

@@ -12,12 +12,14 @@
  * the copy re-reads until the file stops growing to keep that window to a few microseconds.
  *
  * `tailChildLog` reads the last lines across rotated files; `followChildLog` yields new bytes as they
- * are written, across rotations (for `ringctl child logs --follow`).
+ * are written, across rotations; child-log-cursor.ts reads on from a cursor, one request at a time
+ * (for `ringctl child logs --follow` through the mesh).
  */
 import { constants, openSync } from "node:fs";
 import { type FileHandle, mkdir, open, rename, rm, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { exists, fileId, readRange, SHRUNK_PATIENCE, sizeOf, whyShorter } from "./child-log-files.ts";
 import { SupervisorConfigError } from "./errors.ts";
 
 /** Name of the log directory inside a child's root (beside its own directory). */
@@ -33,8 +35,6 @@ export const DEFAULT_TAIL_MAX_BYTES = 1024 * 1024;
 /** How often `followChildLog` looks for new bytes by default. */
 export const DEFAULT_FOLLOW_POLL_MS = 200;
 const READ_CHUNK_BYTES = 64 * 1024;
-/** Polls a follower waits on a shorter `current` with no new `current.1` before starting over. */
-const FOLLOW_SHRUNK_POLLS = 5;
 
 /** Where one child's log lives. */
 export interface ChildLogPaths {
@@ -95,15 +95,6 @@ export async function prepareChildLog(childRoot: string): Promise<ChildLogPaths>
  */
 export function openChildLogFd(logPath: string): number {
   return openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function copyRange(
@@ -269,10 +260,10 @@ export async function* followChildLog(
       shrunkPolls = 0;
       continue;
     }
-    // Shorter with no new current.1: a rotation in progress (wait for it), no rotated files kept,
-    // or a truncate by hand (start over once it has lasted a few polls).
     if (size < offset) {
-      if (id === "" || ++shrunkPolls > FOLLOW_SHRUNK_POLLS) {
+      const why = await whyShorter(paths, newestId);
+      if (why === "rotated") continue; // read on from current.1 first, at the top
+      if (++shrunkPolls > SHRUNK_PATIENCE[why]) {
         offset = 0;
         shrunkPolls = 0;
         continue;
@@ -289,121 +280,4 @@ export async function* followChildLog(
       return; // aborted
     }
   }
-}
-
-/** Identity of a file's content version: inode, mtime and size; "" when it does not exist. */
-async function fileId(path: string): Promise<string> {
-  try {
-    const s = await stat(path, { bigint: true });
-    return `${s.ino}:${s.mtimeNs}:${s.size}`;
-  } catch {
-    return "";
-  }
-}
-
-async function sizeOf(path: string): Promise<number> {
-  try {
-    return (await stat(path)).size;
-  } catch {
-    return 0;
-  }
-}
-
-async function readRange(path: string, startByte: number, endByte?: number): Promise<Buffer> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch {
-    return Buffer.alloc(0);
-  }
-  try {
-    const end = Math.min(endByte ?? Number.POSITIVE_INFINITY, (await fh.stat()).size);
-    if (end <= startByte) return Buffer.alloc(0);
-    const buffer = Buffer.alloc(end - startByte);
-    const { bytesRead } = await fh.read(buffer, 0, buffer.length, startByte);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * Where a reader stopped in a child's log, for reading on later without holding anything open
- * (`ringctl child logs --follow` asks again with it): the byte offset in `current`, and which
- * `current.1` existed then, so a rotation since is noticed and the rest of the old `current` is read
- * from `current.1` first. JSON-encodable; a reader gets it back from every read.
- */
-export interface LogCursor {
-  /** Offset in `current` (or, while catching up after a rotation, in `current.1`). */
-  readonly offsetBytes: number;
-  /** fileId() of `current.1` when the cursor was made ("" when there was none). */
-  readonly rotatedId: string;
-  /** Reads in a row that found `current` shorter than the offset with no new `current.1`. */
-  readonly shrunkReads: number;
-}
-
-/** The cursor at the end of a child's log as it is now (what a follower starts from). */
-export async function logCursorAtEnd(paths: ChildLogPaths): Promise<LogCursor> {
-  return {
-    offsetBytes: await sizeOf(paths.current),
-    rotatedId: await fileId(rotatedLogPath(paths, 1)),
-    shrunkReads: 0,
-  };
-}
-
-/**
- * Up to `maxBytes` written since `cursor`, and the cursor to read on from. The stateless twin of
- * followChildLog: after a rotation the rest of `current.1` comes first, then `current` from 0. Bytes
- * written while two rotations passed between reads are lost (the reader was too slow).
- */
-export async function readChildLogSince(
-  paths: ChildLogPaths,
-  cursor: LogCursor,
-  maxBytes: number,
-): Promise<{ bytes: Buffer; cursor: LogCursor }> {
-  const newest = rotatedLogPath(paths, 1);
-  const id = await fileId(newest);
-  const parts: Buffer[] = [];
-  let budget = Math.max(4, maxBytes); // room for any one UTF-8 character
-  let { offsetBytes, shrunkReads } = cursor;
-  if (id !== cursor.rotatedId && id !== "") {
-    const missed = await readRange(newest, offsetBytes, offsetBytes + budget);
-    if (missed.length === budget) {
-      const whole = missed.subarray(0, completeUtf8Bytes(missed));
-      return { bytes: whole, cursor: { ...cursor, offsetBytes: offsetBytes + whole.length } };
-    }
-    parts.push(missed);
-    budget -= missed.length;
-    offsetBytes = 0;
-    shrunkReads = 0;
-  }
-  const size = await sizeOf(paths.current);
-  if (size < offsetBytes) {
-    // A rotation in progress (wait for its current.1), or a truncate with no copies kept or by hand.
-    if (id !== "" && shrunkReads + 1 <= FOLLOW_SHRUNK_POLLS)
-      return {
-        bytes: Buffer.concat(parts),
-        cursor: { offsetBytes, rotatedId: id, shrunkReads: shrunkReads + 1 },
-      };
-    offsetBytes = 0;
-  }
-  const read = await readRange(paths.current, offsetBytes, offsetBytes + budget);
-  // A character cut by the budget or caught mid-write is left for the next read.
-  const fresh = read.subarray(0, completeUtf8Bytes(read));
-  parts.push(fresh);
-  return {
-    bytes: Buffer.concat(parts),
-    cursor: { offsetBytes: offsetBytes + fresh.length, rotatedId: id, shrunkReads: 0 },
-  };
-}
-
-/** Length of `bytes` without a UTF-8 sequence cut short at its end (at most 3 bytes are left out). */
-export function completeUtf8Bytes(bytes: Uint8Array): number {
-  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
-    const b = bytes[bytes.length - back]!;
-    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back for its lead
-    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
-    return need > back ? bytes.length - back : bytes.length;
-  }
-  return bytes.length;
 }

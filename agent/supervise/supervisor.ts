@@ -31,14 +31,12 @@ import {
   DEFAULT_LOG_ROTATION,
   type FollowOptions,
   followChildLog,
-  type LogCursor,
   type LogRotation,
-  logCursorAtEnd,
-  readChildLogSince,
   rotateChildLog,
   type TailOptions,
   tailChildLog,
 } from "./child-log.ts";
+import { type LogCursor, logCursorAtEnd, readChildLogSince } from "./child-log-cursor.ts";
 import {
   CHILD_KEY_PREFIX,
   CHILD_RECORD_VERSION,
