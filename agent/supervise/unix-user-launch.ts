@@ -133,6 +133,11 @@ export async function launchChild(plan: LaunchPlan): Promise<Launched> {
     if (info === null)
       throw new ChildStartError(`the shim (pid ${child.pid}) vanished before it ran the child`);
     channel.end("go\n");
+    // The child outlives the agent on purpose: its process and pipe must not keep the agent's event
+    // loop alive (a SIGTERMed ringd with a unix-user child running never exited). Its exit is still
+    // seen while the agent runs.
+    child.unref();
+    (channel as { unref?: () => void }).unref?.();
     return { pid: child.pid, startTicks: info.startTicks, exit };
   } catch (err) {
     channel?.destroy();
