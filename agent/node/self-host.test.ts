@@ -22,7 +22,9 @@ describe("ringdChildSpec", () => {
   it("runs ringd start with the token file, relative state and children dirs, and listens on PORT", () => {
     const spec = ringdChildSpec(input);
     expect(spec.name).toBe("ring1-a");
-    expect(spec.driver).toBeUndefined();
+    // Under unix-user it restarts into its cgroup beside the children it left running.
+    expect(spec.driver).toEqual({ adoptDescendants: true });
+    expect(ringdChildSpec({ ...input, strategy: "proc" }).driver).toBeUndefined();
     expect(spec.env).toBeUndefined();
     const args = spec.command.slice(5 + launcher.command.length);
     expect(spec.command.slice(0, 5)).toEqual([
