@@ -9,9 +9,10 @@
  * throws when it is missing or stale), `runner: "tsx"` insists on the sources.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { connectControl } from "../agent/daemon/index.ts";
+import { shebangOptions } from "../agent/node/self-host-launcher.ts";
 
 /** The repository root. */
 export const REPO_ROOT = join(import.meta.dirname, "..");
@@ -118,7 +119,7 @@ export class RingdProcesses {
 
   /** The node options `bin` runs with: those given, else its shebang's. */
   nodeOptions(bin: RingdBin): readonly string[] {
-    return this.#nodeOptions ?? shebangNodeOptions(this.script(bin));
+    return this.#nodeOptions ?? shebangOptions(this.script(bin));
   }
 
   /** node's arguments that run `bin` with `args` from this checkout. */
@@ -227,25 +228,6 @@ export class RingdProcesses {
           }),
       ),
     );
-  }
-}
-
-/**
- * The node options in `script`'s first line when it is `#!/usr/bin/env -S node OPTIONS` (how an
- * executable passes options to node), else none.
- */
-export function shebangNodeOptions(script: string): string[] {
-  const fd = openSync(script, "r");
-  try {
-    const head = Buffer.alloc(256);
-    const line = head
-      .subarray(0, readSync(fd, head, 0, head.length, 0))
-      .toString()
-      .split("\n")[0]!;
-    const m = /^#!\/usr\/bin\/env -S node((?: +\S+)*) *$/.exec(line);
-    return m === null ? [] : m[1]!.split(" ").filter((o) => o !== "");
-  } finally {
-    closeSync(fd);
   }
 }
 
