@@ -122,6 +122,23 @@ export interface DeliveredResult {
 /** Commands (and results) remembered for routing results back up their tree. */
 export const MAX_RECENT_COMMANDS = 4_096;
 
+/**
+ * A command heard again this long after its first copy is a retry from the node where the operator
+ * waits (gossip's own copies arrive within a round or two): the node answers it with the result it
+ * already sent, since the first one was lost on its way up.
+ */
+export const COMMAND_RETRY_AFTER_MS = 1_000;
+
+/** What a node remembers of a recent command: where it came from, when, and its own answer. */
+interface CommandRoute {
+  /** The address it first came from; null where it entered the mesh (the tree's root). */
+  readonly parent: string | null;
+  /** When it was last heard: its first arrival, or the last retry answered. */
+  heardMs: number;
+  /** This node's signed result, once it has one. */
+  answer?: Uint8Array;
+}
+
 /** The largest application payload `publish` accepts (it must fit one gossip frame). */
 export const MAX_PUBLISH_BYTES = 1_024;
 
@@ -164,7 +181,7 @@ export class MeshNode {
    * first arrivals form a tree rooted at the node where the operator waits; results travel back up
    * it hop by hop instead of being gossiped to everyone (N messages, not N²).
    */
-  readonly #commandParents = new Map<string, string | null>();
+  readonly #commands = new Map<string, CommandRoute>();
   /** Results already handled here, so a result that arrives twice goes up the tree once. */
   readonly #resultsSeen = new Set<string>();
   /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
@@ -233,9 +250,30 @@ export class MeshNode {
     const envelope = this.#seal(MessageType.Result, result);
     const id = envelopeIdKey(envelope)!;
     this.#remember(this.#resultsSeen, id);
+    const commandId = messageIdKey(result.commandId);
+    const route = this.#commands.get(commandId);
+    if (route !== undefined) route.answer = envelope;
     this.#onResult?.({ id, sender: this.id, result, envelope });
-    this.#routeResult(id, envelope, messageIdKey(result.commandId), this.#gossipConfig.maxHops);
+    this.#routeResult(id, envelope, commandId, this.#gossipConfig.maxHops);
     return id;
+  }
+
+  /**
+   * Send a command straight to members that have not answered it (the node where the operator waits
+   * does this after a while): one that never heard it runs it and answers here; one that did answers
+   * again with the result it already sent (COMMAND_RETRY_AFTER_MS). Returns how many were sent to.
+   */
+  retryCommand(envelope: Uint8Array, nodes: readonly NodeId[]): number {
+    if (this.#stopped) return 0;
+    const frame = encodeFrame([{ hops: 0, envelope }]);
+    let sent = 0;
+    for (const node of nodes) {
+      const addr = this.membership.member(node)?.addr;
+      if (addr === undefined || node === this.id) continue;
+      if (this.#opts.transport.send(addr, frame) === null) sent++;
+    }
+    if (sent > 0) this.counters.inc("commands-retried", sent);
+    return sent;
   }
 
   /**
@@ -320,7 +358,11 @@ export class MeshNode {
       ring: this.#opts.ring,
       // Results routed up a command's tree are not in gossip's seen-set: check both, so a repeated
       // result is dropped before its signature is checked, like every other duplicate.
-      hasSeen: (id: string) => this.gossip.hasSeen(id) || this.#resultsSeen.has(id),
+      hasSeen: (id: string) => {
+        if (!this.gossip.hasSeen(id)) return this.#resultsSeen.has(id);
+        this.#answerAgain(id, from, now);
+        return true;
+      },
       counters: this.counters,
       ...(this.#opts.verify === undefined ? {} : { verify: this.#opts.verify }),
     };
@@ -410,11 +452,10 @@ export class MeshNode {
           this.counters.inc("rejected:expired-command");
           return;
         }
-        this.#remember(
-          this.#commandParents,
-          msg.id,
-          fromAddr === this.#opts.transport.address ? null : fromAddr,
-        );
+        this.#remember(this.#commands, msg.id, {
+          parent: fromAddr === this.#opts.transport.address ? null : fromAddr,
+          heardMs: now,
+        });
         this.#forward(msg, "app", now);
         this.#onCommand?.({ id: msg.id, sender, command, envelope: envelope.bytes.slice() });
         return;
@@ -449,7 +490,7 @@ export class MeshNode {
    * saw (it may have restarted), fall back to gossip.
    */
   #routeResult(id: string, envelope: Uint8Array, commandId: string, hops: number): void {
-    const parent = this.#commandParents.get(commandId);
+    const parent = this.#commands.get(commandId)?.parent;
     if (parent === null) return;
     if (parent !== undefined) {
       const refused = this.#opts.transport.send(parent, encodeFrame([{ hops: 0, envelope }]));
@@ -463,6 +504,19 @@ export class MeshNode {
       this.gossip.handle({ type: "accepted", id, envelope, hops, from: null, priority: "app" }, this.#now()),
     );
     this.#reschedule();
+  }
+
+  /**
+   * A command heard again (a duplicate, `id` from `from`): when it is a retry — long after the first
+   * copy — and this node has answered it, send the answer back to whoever asked again.
+   */
+  #answerAgain(id: string, from: string, now: number): void {
+    const route = this.#commands.get(id);
+    if (route?.answer === undefined || now - route.heardMs < COMMAND_RETRY_AFTER_MS) return;
+    if (from === this.#opts.transport.address) return;
+    route.heardMs = now;
+    if (this.#opts.transport.send(from, encodeFrame([{ hops: 0, envelope: route.answer }])) === null)
+      this.counters.inc("results-resent");
   }
 
   /** Add to a bounded recent-set or map (oldest dropped past MAX_RECENT_COMMANDS). */

@@ -363,9 +363,11 @@ export const execCommand: CommandSpec = {
       "command.submit",
       { envelope: Buffer.from(envelope).toString("base64"), waitMs },
       (p) => {
-        const progress = p as { sent?: boolean; expected?: number; answered?: number };
+        const progress = p as { sent?: boolean; expected?: number; answered?: number; retried?: number };
         if (progress.sent === true)
           ctx.info(`sent to the mesh; waiting for ${progress.expected} node(s) ...`);
+        else if (progress.retried !== undefined)
+          ctx.info(`  ${progress.answered}/${progress.expected} answered; asked ${progress.retried} again`);
         else if (progress.answered !== undefined)
           ctx.info(`  ${progress.answered}/${progress.expected} answered`);
       },

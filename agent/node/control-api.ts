@@ -21,6 +21,8 @@ import { selectorMatches } from "./commands.ts";
 import type { Daemon } from "./daemon.ts";
 import { checkLabels } from "./seed.ts";
 
+/** How often command.submit asks the nodes that have not answered yet again. */
+export const COMMAND_RETRY_INTERVAL_MS = 2_000;
 /** The longest an exec waits for answers. */
 export const MAX_COMMAND_WAIT_MS = 10 * 60_000;
 
@@ -165,9 +167,18 @@ export function controlHandlers(daemon: Daemon): Record<string, ControlHandler> 
         ctx.progress({ sent: true, expected: expected.length });
         if (expected.length > 0) {
           const timer = setTimeout(done, waitMs ?? 30_000);
+          // Whoever has not answered after a while is asked again, directly: a copy of the command
+          // or a result lost on the way (a dropped frame, a relay that died) costs a retry, not an
+          // answer (MeshNode.retryCommand).
+          const retry = setInterval(() => {
+            const silent = expected.filter((n) => !answered.has(n.id)).map((n) => n.id);
+            const sent = daemon.node.retryCommand(bytes, silent);
+            if (sent > 0) ctx.progress({ retried: sent, answered: answered.size, expected: expected.length });
+          }, COMMAND_RETRY_INTERVAL_MS);
           ctx.signal.addEventListener("abort", () => done());
           await finished;
           clearTimeout(timer);
+          clearInterval(retry);
         }
       } finally {
         stop();

@@ -5,11 +5,18 @@
  * once.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createMesh, type DeliveredResult, SIM_START_MS, type SimMesh } from "../../agent/index.ts";
+import {
+  COMMAND_RETRY_AFTER_MS,
+  createMesh,
+  type DeliveredResult,
+  SIM_START_MS,
+  type SimMesh,
+} from "../../agent/index.ts";
 import {
   encodePayload,
   envelopeIdKey,
   generateIdentity,
+  type Identity,
   issueCertificate,
   keyHex,
   MessageType,
@@ -25,40 +32,45 @@ afterEach(async () => {
   mesh = undefined;
 });
 
+/** root → ring-0 admin → operator, published as the trust bundle would carry them; the operator. */
+function certifyOperator(m: SimMesh): Identity {
+  const admin = generateIdentity(new Uint8Array(32).fill(0xad));
+  const operator = generateIdentity(new Uint8Array(32).fill(0x0b));
+  const validity = { notBeforeMs: SIM_START_MS - 60_000, expiresMs: SIM_START_MS + 86_400_000 };
+  m.certificates.set(
+    keyHex(admin.publicKey),
+    issueCertificate(m.root, {
+      subject: admin.publicKey,
+      issuer: m.root.publicKey,
+      ring: 0,
+      roles: ["node", "issuer", "admin"],
+      compartment: [],
+      tiers: [],
+      serial: 9_001,
+      ...validity,
+    }),
+  );
+  m.certificates.set(
+    keyHex(operator.publicKey),
+    issueCertificate(admin, {
+      subject: operator.publicKey,
+      issuer: admin.publicKey,
+      ring: 0,
+      roles: ["operator"],
+      compartment: [],
+      tiers: [],
+      serial: 9_002,
+      ...validity,
+    }),
+  );
+  return operator;
+}
+
 describe("signed commands on a simulated mesh", () => {
   it("an operator's command reaches every member once and every signed result comes back", async () => {
     mesh = await createMesh({ nodes: N, seed: 21, latencyMs: 1, jitterMs: 2 });
     const m = mesh;
-    // root → ring-0 admin → operator, published as the trust bundle would carry them.
-    const admin = generateIdentity(new Uint8Array(32).fill(0xad));
-    const operator = generateIdentity(new Uint8Array(32).fill(0x0b));
-    const validity = { notBeforeMs: SIM_START_MS - 60_000, expiresMs: SIM_START_MS + 86_400_000 };
-    m.certificates.set(
-      keyHex(admin.publicKey),
-      issueCertificate(m.root, {
-        subject: admin.publicKey,
-        issuer: m.root.publicKey,
-        ring: 0,
-        roles: ["node", "issuer", "admin"],
-        compartment: [],
-        tiers: [],
-        serial: 9_001,
-        ...validity,
-      }),
-    );
-    m.certificates.set(
-      keyHex(operator.publicKey),
-      issueCertificate(admin, {
-        subject: operator.publicKey,
-        issuer: admin.publicKey,
-        ring: 0,
-        roles: ["operator"],
-        compartment: [],
-        tiers: [],
-        serial: 9_002,
-        ...validity,
-      }),
-    );
+    const operator = certifyOperator(m);
     m.run(1_000);
 
     const commandsSeen = new Map<number, string[]>();
@@ -131,5 +143,61 @@ describe("signed commands on a simulated mesh", () => {
     expect(m.nodes[9]!.node.counters.get("rejected:not-an-operator")).toBe(1);
     m.run(2_000);
     for (const [, ids] of commandsSeen) expect(ids).toEqual([commandId]);
+  });
+
+  it("a result lost on its way up comes back when the waiting node asks again", async () => {
+    const n = 10;
+    mesh = await createMesh({ nodes: n, seed: 22, latencyMs: 1, jitterMs: 2 });
+    const m = mesh;
+    const operator = certifyOperator(m);
+    m.run(1_000);
+    const origin = m.nodes[0]!;
+    const lossy = m.nodes[7]!;
+    const setLinks = (down: boolean) => {
+      for (const x of m.nodes) if (x !== lossy) m.net.setLink(lossy.addr, x.addr, { down });
+    };
+    for (const x of m.nodes) {
+      x.node.onCommand((c) => {
+        // The lossy node's links are down while it answers: its result is sent up and lost.
+        if (x === lossy) setLinks(true);
+        x.node.publishResult({
+          commandId: messageIdFromKey(c.id),
+          exitCode: 0,
+          stdout: new TextEncoder().encode(`node ${x.index}`),
+          stderr: new Uint8Array(),
+          truncated: false,
+        });
+      });
+    }
+    const answered = new Set<string>();
+    origin.node.onResult((r) => answered.add(r.sender));
+    const now = m.clock.now();
+    const command = sealEnvelope(
+      operator,
+      MessageType.Command,
+      encodePayload(MessageType.Command, {
+        selector: {},
+        action: "exec",
+        args: ["true"],
+        nonce: new Uint8Array(16).fill(3),
+        issuedAtMs: now,
+        expiresMs: now + 60_000,
+      }),
+    );
+    expect(origin.node.relay(command)).toBe(true);
+    m.run(20);
+    setLinks(false); // back up at once: only the frames of those 20 ms were lost
+    m.run(COMMAND_RETRY_AFTER_MS * 3);
+    // Everyone else answered; the lossy node's answer never arrived and nothing resends it unasked.
+    expect(answered.size).toBe(n - 1);
+    expect(answered.has(lossy.node.id)).toBe(false);
+    expect(lossy.node.counters.get("results-resent")).toBe(0);
+
+    // Asked again, directly: the lossy node does not run the command twice, it sends its answer again.
+    expect(origin.node.retryCommand(command, [lossy.node.id])).toBe(1);
+    m.runUntil(() => answered.size === n, 2_000, 5);
+    expect(answered.has(lossy.node.id)).toBe(true);
+    expect(lossy.node.counters.get("results-resent")).toBe(1);
+    expect(origin.node.counters.get("commands-retried")).toBe(1);
   });
 });
