@@ -6,7 +6,10 @@
  * envelope from a key that was never announced, or is revoked, or may not send this type, is refused
  * before its signature is checked. Only a verified envelope is handed on (and only then enters the
  * seen-set, by the caller), so unverified garbage can neither poison dedup nor reach any logic.
- * Every refusal is counted with its reason.
+ * A Command passes the cheap check when its sender may command at all; once it is verified and its
+ * action decoded, the per-action rule (command-rights.ts) refuses what this sender may not do, so a
+ * viewer's `exec` is neither delivered nor forwarded, on any node. Every refusal is counted with its
+ * reason.
  */
 import {
   type Certificate,
@@ -20,6 +23,7 @@ import {
   type Ring,
   verifyEnvelope,
 } from "../protocol/index.ts";
+import { COMMAND_ROLES, commandRefusal } from "./command-rights.ts";
 import type { Counters } from "./counters.ts";
 import { hasRole, ROOT, type Standing, type TrustStore } from "./trust.ts";
 
@@ -74,7 +78,8 @@ export function authorize(standing: Standing, type: MessageType, ring: Ring): st
   }
   if (type === MessageType.Command) {
     if (standing === ROOT) return "root-does-not-command";
-    return hasRole(standing, "admin") || hasRole(standing, "operator") ? null : "not-an-operator";
+    // Which actions it may send is known only after decoding: see commandRefusal.
+    return COMMAND_ROLES.some((role) => hasRole(standing, role)) ? null : "not-an-operator";
   }
   if (MEMBER_TYPES.has(type)) {
     if (standing === ROOT) return "root-is-not-a-member";
@@ -120,6 +125,11 @@ export function ingest(ctx: IngestContext, bytes: Uint8Array, hops: number, nowM
     payload = decodePayload(envelope.type, envelope.payload);
   } catch (err) {
     return rejectError(ctx, err);
+  }
+  if (envelope.type === MessageType.Command && standing !== ROOT) {
+    const action = (payload as PayloadOf<typeof MessageType.Command>).action;
+    const actionRefusal = commandRefusal(standing.roles, action);
+    if (actionRefusal !== null) return reject(ctx, actionRefusal);
   }
   ctx.counters.inc("accepted");
   return { id, envelope, payload, hops, sender, standing };

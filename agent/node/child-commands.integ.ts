@@ -75,7 +75,15 @@ describe("child commands on a node", () => {
   it("refuses changes to a viewer, and bad requests with the Supervisor's named error, changing nothing", async () => {
     const viewer = await run("child.create", [JSON.stringify(web)], ["viewer"]);
     expect(viewer.exitCode).toBe(ChildExitCode.NotPermitted);
-    expect(viewer.out.error).toMatchObject({ name: "NotPermittedError", reason: "not-an-operator" });
+    expect(viewer.out.error).toMatchObject({
+      name: "NotPermittedError",
+      reason: "viewer-may-not-child-create",
+    });
+    expect(viewer.out.error.message).toMatch(/may send only child\.list, child\.logs/);
+    // Reading is a viewer's right: its child.logs gets past the rule, to the Supervisor's answer (no such child).
+    const logs = await run("child.logs", ["web", '{"lines":5}'], ["viewer"]);
+    expect(logs.exitCode).toBe(ChildExitCode.Refused);
+    expect(logs.out.error.name).not.toBe("NotPermittedError");
     const refusals: [unknown, string, RegExp][] = [
       [{ ...web, strategy: "docker" }, "UnknownStrategyError", /no strategy "docker"/],
       [

@@ -1,13 +1,15 @@
 /**
  * A node carrying out an operator's `child.*` command (child-protocol.ts) on its Supervisor. The
- * command reached here like any other: signature and chain checked, operator role checked by the
- * mesh, not expired, not seen before, audited. Here the action is checked against the sender's roles
- * (only list and logs are read-only), the arguments against their schemas, and the Supervisor does
- * the rest, refusing bad specs with its named errors before it changes anything. Never throws: every
- * outcome is a Result whose stdout is one JSON object (bounded to fit the Result).
+ * command reached here like any other: signature and chain checked, the sender's right to this
+ * action checked by the mesh (rings' commandRefusal), not expired, not seen before, audited. Here the
+ * same rule is applied again (a caller that did not come through ingest gets it too), the arguments
+ * are checked against their schemas, and the Supervisor does the rest, refusing bad specs with its
+ * named errors before it changes anything. Never throws: every outcome is a Result whose stdout is
+ * one JSON object (bounded to fit the Result).
  */
 import * as v from "valibot";
 import { EnjinError, MAX_OUTPUT_BYTES, type Result, type Role } from "../../protocol/index.ts";
+import { commandRefusal, explainCommandRefusal } from "../../rings/index.ts";
 import type { CreateChildRequest, Supervisor } from "../supervise/index.ts";
 import {
   type ChildAction,
@@ -18,7 +20,6 @@ import {
   logsArgsSchema,
   MAX_LOG_ANSWER_BYTES,
   nameArgsSchema,
-  READ_ONLY_CHILD_ACTIONS,
 } from "./child-protocol.ts";
 
 /** What a child command runs against. */
@@ -50,13 +51,13 @@ export async function runChildCommand(
   };
   const refuse = (exitCode: number, name: string, reason: string, message: string) =>
     answer(exitCode, { error: { name, reason, message } }, message);
-  const mayChange = ctx.senderRoles.includes("admin") || ctx.senderRoles.includes("operator");
-  if (!READ_ONLY_CHILD_ACTIONS.has(action) && !mayChange)
+  const refusal = commandRefusal(ctx.senderRoles, action);
+  if (refusal !== null)
     return refuse(
       ChildExitCode.NotPermitted,
       "NotPermittedError",
-      "not-an-operator",
-      `${action} changes children: it needs an operator or admin key (this one has ${ctx.senderRoles.join(", ") || "no roles"})`,
+      refusal,
+      explainCommandRefusal(ctx.senderRoles, action),
     );
   try {
     return answer(ChildExitCode.Ok, await carryOut(action, args, ctx.supervisor));

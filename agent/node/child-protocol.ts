@@ -23,8 +23,9 @@ import {
   sign,
   verifyDetached,
 } from "../../protocol/index.ts";
+import type { CommandAction } from "../../rings/index.ts";
 
-/** Every child action a node carries out. */
+/** Every child action a node carries out (each in rings' COMMAND_ACTIONS, which says who may send it). */
 export const CHILD_ACTIONS = [
   "child.create",
   "child.list",
@@ -33,11 +34,9 @@ export const CHILD_ACTIONS = [
   "child.restart",
   "child.remove",
   "child.logs",
-] as const;
+] as const satisfies readonly CommandAction[];
 /** One of CHILD_ACTIONS. */
 export type ChildAction = (typeof CHILD_ACTIONS)[number];
-/** Actions that only read: a viewer may send them (as far as the mesh lets a viewer command at all). */
-export const READ_ONLY_CHILD_ACTIONS: ReadonlySet<ChildAction> = new Set(["child.list", "child.logs"]);
 
 /** Exit codes of a child command's Result. */
 export const ChildExitCode = {

@@ -14,13 +14,14 @@ import {
   type Result,
   type Selector,
 } from "../../protocol/index.ts";
+import type { CommandAction } from "../../rings/index.ts";
 import { type ChildCommandContext, runChildCommand } from "./child-commands.ts";
 import { CHILD_ACTIONS, type ChildAction } from "./child-protocol.ts";
 
 /** How long an `exec` may run before it is killed. */
 export const EXEC_TIMEOUT_MS = 60_000;
-/** Actions a node carries out. */
-export const ACTIONS = ["exec", ...CHILD_ACTIONS] as const;
+/** Actions a node carries out: those of rings' COMMAND_ACTIONS, which says who may send each. */
+export const ACTIONS = ["exec", ...CHILD_ACTIONS] as const satisfies readonly CommandAction[];
 
 const isChildAction = (action: string): action is ChildAction =>
   (CHILD_ACTIONS as readonly string[]).includes(action);
