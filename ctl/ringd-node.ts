@@ -1,8 +1,9 @@
 /**
  * ringd's node commands: `init` (make a ring-0 seed), `join TOKEN` (become a member with a
  * one-time token) and `start` (run the node until SIGTERM or SIGINT). Each reads the configuration
- * the way `ringd config show` prints it; `init` and `join` write what they decided (ring, listen
- * address, name, labels) into <dataDir>/ringd.json so that a later `start` needs no flags.
+ * the way `ringd config show` prints it; `init` and `join` write the ring they decided and every
+ * setting the operator gave (flags, ENJIN_* variables, a --config file; never a token) into
+ * <dataDir>/ringd.json, so that a later `start --data-dir DIR` needs no other flag.
  * `start --join-token-file FILE` joins first when the data directory holds no node yet, so that one
  * command line serves a supervised child's first start and every restart (agent/node/self-host.ts).
  *
@@ -11,14 +12,15 @@
  * the transport its configuration names (docs/BENCHMARKS.md: start-up).
  */
 import { constants as fsc } from "node:fs";
-import { open, readFile, rm, writeFile } from "node:fs/promises";
-import { join as joinPath } from "node:path";
+import { open, rm } from "node:fs/promises";
 import {
-  CONFIG_FILE_NAME,
+  configFileValues,
   createLogger,
   type DaemonConfig,
   loadConfig,
+  mergeConfigFile,
   processHost,
+  type ResolvedConfig,
 } from "../agent/daemon/index.ts";
 import type { Daemon } from "../agent/node/daemon.ts";
 import type { CommandContext, CommandSpec } from "./cli.ts";
@@ -26,39 +28,28 @@ import { configFlagsFrom, configOptions } from "./config-options.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 
-async function config(ctx: CommandContext): Promise<DaemonConfig> {
+/** The configuration as `ringd config show` prints it: merged, validated, with each field's source. */
+async function resolved(ctx: CommandContext): Promise<ResolvedConfig> {
   const { flags, configFile } = configFlagsFrom(ctx.values);
-  const loaded = await loadConfig({
+  return loadConfig({
     flags,
     ...(configFile !== undefined ? { configFile } : {}),
     env: ctx.io.env,
     host: processHost(),
   });
-  return loaded.config;
 }
 
-/** Merge `fields` into <dataDir>/ringd.json (creating it), keeping what is already there. */
-async function saveConfig(dataDir: string, fields: Record<string, unknown>): Promise<string> {
-  const path = joinPath(dataDir, CONFIG_FILE_NAME);
-  let current: Record<string, unknown> = {};
-  try {
-    current = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
-  } catch {
-    current = {};
-  }
-  await writeFile(path, `${JSON.stringify({ ...current, ...fields }, null, 2)}\n`, { mode: 0o600 });
-  return path;
+async function config(ctx: CommandContext): Promise<DaemonConfig> {
+  return (await resolved(ctx)).config;
 }
 
-/** The fields `init`/`join` record: those the operator gave on the command line. */
-function givenFields(ctx: CommandContext, cfg: DaemonConfig): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (typeof ctx.values.listen === "string") out.listen = cfg.listen;
-  if (typeof ctx.values.name === "string") out.name = cfg.name;
-  if (typeof ctx.values.transport === "string") out.transport = cfg.transport;
-  if (ctx.values.compartment !== undefined) out.compartment = cfg.compartment;
-  if (ctx.values.tier !== undefined) out.tiers = cfg.tiers;
-  return out;
+/**
+ * Record in <dataDir>/ringd.json the ring `init`/`join` decided and every setting the operator gave
+ * (flags, ENJIN_* variables, a --config file), so that `ringd start --data-dir DIR` alone brings
+ * the node back as it was set up.
+ */
+function recordSettings(settings: ResolvedConfig, ring: number): Promise<string> {
+  return mergeConfigFile(settings.config.dataDir, { ...configFileValues(settings, ["ring"]), ring });
 }
 
 /** Run the daemon in the foreground until SIGTERM or SIGINT; resolves with the exit code. */
@@ -165,7 +156,7 @@ export async function readJoinTokenFile(path: string): Promise<string> {
  */
 async function joinMesh(
   ctx: CommandContext,
-  cfg: DaemonConfig,
+  settings: ResolvedConfig,
   readToken: () => Promise<string>,
   ifJoined: "refuse" | "skip" = "refuse",
 ): Promise<Joined | undefined> {
@@ -186,6 +177,7 @@ async function joinMesh(
     import("../agent/node/seed.ts"),
     import("../protocol/index.ts"),
   ]);
+  const cfg = settings.config;
   const store = await openStore(cfg.dataDir);
   try {
     const state = new MeshState(store);
@@ -220,7 +212,7 @@ async function joinMesh(
       parseNatsJoinPeers(response.peers), // a NATS mesh's server, to fetch and pin at start
       openRingSecret(response.sealedSecrets, identity), // sealed to this node's key alone
     );
-    await saveConfig(cfg.dataDir, { ring: cert.ring, ...givenFields(ctx, cfg) });
+    await recordSettings(settings, cert.ring);
     return {
       meshId: (await state.mesh())!.meshId,
       nodeKey: keyHex(identity.publicKey),
@@ -236,6 +228,13 @@ async function joinMesh(
 
 const nodeOptions = configOptions();
 
+/** What init's and join's help say about ringd.json. */
+const SETTINGS_RECORDED =
+  "Every setting given by a flag (but --data-dir), an ENJIN_* variable or a --config file is " +
+  "recorded in <dataDir>/ringd.json, with the ring, paths made absolute, so that 'ringd start " +
+  "--data-dir DIR' alone runs the node as set up here; flags and variables given to 'start' still " +
+  "override the file. Defaults are not recorded.";
+
 /** `ringd init`: make the first ring-0 node of a new mesh. */
 export const initCommand: CommandSpec = {
   words: ["init"],
@@ -244,8 +243,9 @@ export const initCommand: CommandSpec = {
     "Create the mesh's root key (<dataDir>/root.key, mode 0600; the mesh id is its fingerprint), " +
     "this node's key (<dataDir>/node.key), the seed's certificate (ring 0, roles node, issuer, " +
     "admin) and a first operator key for ringctl on this machine (<dataDir>/operator.key, an " +
-    "admin). The options given (--listen, --name, --compartment, --tier, --transport) are saved in " +
-    "<dataDir>/ringd.json for 'ringd start'.\n\n" +
+    "admin). " +
+    SETTINGS_RECORDED +
+    "\n\n" +
     "Keep root.key safe: whoever holds it can certify ring-0 nodes. A directory that already " +
     "belongs to a mesh is refused and left unchanged.",
   options: nodeOptions,
@@ -263,7 +263,8 @@ export const initCommand: CommandSpec = {
       throw new UsageError(
         `init makes a ring-0 seed; a ring-${ctx.values.ring} node joins with 'ringd join TOKEN'`,
       );
-    const cfg = { ...(await config(ctx)), ring: 0 as const };
+    const settings = await resolved(ctx);
+    const cfg = { ...settings.config, ring: 0 as const };
     const [{ openStore }, { initSeed }] = await Promise.all([
       import("../agent/store/store.ts"),
       import("../agent/node/seed.ts"),
@@ -277,7 +278,7 @@ export const initCommand: CommandSpec = {
         tiers: cfg.tiers,
         nowMs: Date.now(),
       });
-      const configFile = await saveConfig(cfg.dataDir, { ring: 0, ...givenFields(ctx, cfg) });
+      const configFile = await recordSettings(settings, 0);
       ctx.result({ ...made, configFile }, () =>
         [
           `mesh ${made.meshId}`,
@@ -333,15 +334,15 @@ export const startCommand: CommandSpec = {
     },
   ],
   async run(ctx) {
-    const cfg = await config(ctx);
     const tokenFile = ctx.values["join-token-file"];
     if (typeof tokenFile === "string") {
-      const joined = await joinMesh(ctx, cfg, () => readJoinTokenFile(tokenFile), "skip");
+      const joined = await joinMesh(ctx, await resolved(ctx), () => readJoinTokenFile(tokenFile), "skip");
       if (joined !== undefined) ctx.info(joinedText(joined));
       // Used, or not needed: a token left behind is a secret lying about.
       await rm(tokenFile, { force: true });
     }
-    return runDaemon(ctx, cfg);
+    // Read after a join: the ring is the one the certificate gave, recorded in ringd.json.
+    return runDaemon(ctx, await config(ctx));
   },
 };
 
@@ -354,7 +355,9 @@ export const joinCommand: CommandSpec = {
     "fingerprint names (nothing is sent to anyone else), prove knowledge of the token's secret " +
     "without sending it, and receive this node's certificate and the trust bundle, which are " +
     "stored in the data directory. From then on the node's own key is its credential: 'ringd " +
-    "start' needs no token. With --start the node runs at once, as 'ringd start' would.",
+    "start' needs no token. " +
+    SETTINGS_RECORDED +
+    " With --start the node runs at once, as 'ringd start' would.",
   options: {
     ...nodeOptions,
     start: { type: "boolean", description: "After joining, run the node in the foreground." },
@@ -366,11 +369,12 @@ export const joinCommand: CommandSpec = {
     { command: "ringd join enjin1.AAAA… --data-dir /var/lib/enjin --start", description: "Join and run." },
   ],
   async run(ctx) {
-    const cfg = await config(ctx);
+    const settings = await resolved(ctx);
+    const cfg = settings.config;
     // "refuse" mode never returns undefined: a directory in use is an AlreadyInitializedError.
-    const joined = (await joinMesh(ctx, cfg, async () => ctx.positionals[0]!.trim()))!;
+    const joined = (await joinMesh(ctx, settings, async () => ctx.positionals[0]!.trim()))!;
     ctx.result(joined, () => joinedText(joined));
-    if (ctx.values.start === true) return runDaemon(ctx, { ...(await config(ctx)) });
+    if (ctx.values.start === true) return runDaemon(ctx, await config(ctx));
     ctx.info(`start it with: ringd start --data-dir ${cfg.dataDir}`);
     return ExitCode.Ok;
   },

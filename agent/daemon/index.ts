@@ -5,6 +5,7 @@
  */
 export * from "./config.ts";
 export * from "./config-fields.ts";
+export * from "./config-file.ts";
 export * from "./control-frame.ts";
 export * from "./control-socket.ts";
 export * from "./errors.ts";
