@@ -155,7 +155,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
   const nodeOptions = procs.nodeOptions("ringd");
   say(`ringd: ${procs.runner} (${procs.reason}), node options: ${nodeOptions.join(" ") || "none"}`);
   const runTool = async (bin: "ringd" | "ringctl", args: string[]): Promise<string> => {
-    const r = await procs.run(bin, args, WAIT_MS);
+    const r = await procs.run(bin, args, { timeoutMs: WAIT_MS });
     if (r.code !== 0) throw new Error(`${bin} ${args[0]} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
   };

@@ -74,10 +74,24 @@ export interface RingdProcessesOptions {
   readonly root?: string;
 }
 
+/**
+ * A command that runs node in its place, e.g. `["ip", "netns", "exec", NS]` to run a ringd inside
+ * a network namespace. It must exec node in place (so that signals and the pid are node's).
+ */
+export interface Prefixed {
+  readonly prefix?: readonly string[];
+}
+
 /** Where a background process's output goes (default: stdout ignored, stderr to a pipe). */
-export interface SpawnStdio {
+export interface SpawnStdio extends Prefixed {
   readonly stdout?: "pipe" | "ignore";
   readonly stderr?: "pipe" | "inherit";
+}
+
+/** Options of a run to completion. */
+export interface RunOptions extends Prefixed {
+  /** Kill it after this long (default 120,000 ms). */
+  readonly timeoutMs?: number;
 }
 
 /** Options of a wait for a daemon. */
@@ -128,13 +142,19 @@ export class RingdProcesses {
     return [...this.nodeOptions(bin), ...loader, this.script(bin), ...args];
   }
 
-  /** Run `bin` to completion (killed after `timeoutMs`, default 120 s). */
-  run(bin: RingdBin, args: readonly string[], timeoutMs = 120_000): Promise<Ran> {
+  /** Run `bin` to completion (killed after `timeoutMs`, default 120 s), behind `prefix` if given. */
+  run(bin: RingdBin, args: readonly string[], options: RunOptions = {}): Promise<Ran> {
+    const [file, argv] = prefixed(options, this.argv(bin, args));
     return new Promise((resolve) => {
       execFile(
-        process.execPath,
-        this.argv(bin, args),
-        { cwd: this.root, env: childEnv(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+        file,
+        argv,
+        {
+          cwd: this.root,
+          env: childEnv(),
+          timeout: options.timeoutMs ?? 120_000,
+          maxBuffer: 16 * 1024 * 1024,
+        },
         (err, stdout, stderr) =>
           resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stdout, stderr }),
       );
@@ -142,8 +162,9 @@ export class RingdProcesses {
   }
 
   /**
-   * Start `bin` in the background. Its stderr goes to a pipe whose last 2,000 characters are kept
-   * (`tail`), unless `stdio.stderr` says "inherit" (a process meant to outlive this one).
+   * Start `bin` in the background, behind `stdio.prefix` if given. Its stderr goes to a pipe whose
+   * last 2,000 characters are kept (`tail`), unless `stdio.stderr` says "inherit" (a process meant
+   * to outlive this one).
    */
   spawn(bin: RingdBin, args: readonly string[], stdio: SpawnStdio = {}): ChildProcess {
     return this.spawnNode(this.argv(bin, args), stdio);
@@ -151,7 +172,8 @@ export class RingdProcesses {
 
   /** Start `node ARGS` in the background, tracked like a ringd (for baselines beside it). */
   spawnNode(args: readonly string[], stdio: SpawnStdio = {}): ChildProcess {
-    const child = spawn(process.execPath, args, {
+    const [file, argv] = prefixed(stdio, args);
+    const child = spawn(file, argv, {
       cwd: this.root,
       env: childEnv(),
       stdio: ["ignore", stdio.stdout ?? "ignore", stdio.stderr ?? "pipe"],
@@ -229,6 +251,14 @@ export class RingdProcesses {
       ),
     );
   }
+}
+
+/** The program and arguments that run `node nodeArgs` behind `options.prefix`. */
+function prefixed(options: Prefixed, nodeArgs: readonly string[]): [string, string[]] {
+  const [first, ...rest] = options.prefix ?? [];
+  return first === undefined
+    ? [process.execPath, [...nodeArgs]]
+    : [first, [...rest, process.execPath, ...nodeArgs]];
 }
 
 /** This process's environment without ENJIN_* settings, which would override the flags given. */
