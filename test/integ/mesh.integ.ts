@@ -75,6 +75,26 @@ function ctl(args: string[], node = "seed"): Promise<Ran> {
 const ranCount = async (node: string) =>
   JSON.parse((await ctl(["status", "--json"], node)).stdout).counters["commands-run"] ?? 0;
 
+/** Every daemon's command, result and rejection counters and transport state, to say why an exec missed. */
+async function countersOfAll(): Promise<string> {
+  const lines: string[] = [];
+  for (const name of daemons.keys()) {
+    const r = await ctl(["status", "--json"], name);
+    if (r.code !== 0) {
+      lines.push(`${name}: status failed: ${r.stderr}`);
+      continue;
+    }
+    const status = JSON.parse(r.stdout) as { counters: Record<string, number>; transport: unknown };
+    const counters = Object.entries(status.counters).filter(([k]) =>
+      /^(rejected:|results-|commands-|duplicate$)/.test(k),
+    );
+    lines.push(
+      `${name}: ${JSON.stringify(Object.fromEntries(counters))} ${JSON.stringify(status.transport)}`,
+    );
+  }
+  return lines.join("\n");
+}
+
 async function nodesSeenBy(node: string): Promise<{ state: string; self: boolean; id: string }[]> {
   const r = await ctl(["nodes", "--json"], node);
   if (r.code !== 0) throw new Error(`ringctl nodes: ${r.stderr}`);
@@ -267,7 +287,7 @@ for (const [index, name] of TRANSPORTS.entries()) {
 
     it("exec reaches every node, and ringctl verifies every signed result", async () => {
       const r = await ctl(["exec", "--json", "--timeout", "20s", "--", "echo", "hello"]);
-      expect(r.code, r.stderr).toBe(0);
+      expect(r.code, r.code === 0 ? "" : `${r.stdout}\n${r.stderr}\n${await countersOfAll()}`).toBe(0);
       const out = JSON.parse(r.stdout) as {
         results: { node: string; exitCode: number; stdout: string; verified: boolean }[];
         missing: unknown[];
