@@ -3,7 +3,8 @@
  * `--node` also taking a fingerprint or a unique part of one), and one signed command round trip —
  * sign a `child.*` Command with the operator's key, hand it to the local ringd to relay unchanged,
  * wait for the nodes' signed Results, verify each here (signature, command id, a node that was
- * expected) and parse its JSON answer. The agent side is agent/node/child-commands.ts.
+ * expected) and parse its JSON answer. A command the key's roles do not allow is refused by the local
+ * ringd before it is relayed, and explained (command-refusal.ts). The agent side is agent/node/child-commands.ts.
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -21,6 +22,7 @@ import {
   sealEnvelope,
 } from "../protocol/index.ts";
 import type { CommandContext, OptionSpec } from "./cli.ts";
+import { explainingRefusal } from "./command-refusal.ts";
 import { UsageError } from "./errors.ts";
 import { COMMAND_VALIDITY_SLACK_MS, call, operatorKey } from "./ringctl-mesh.ts";
 
@@ -144,14 +146,11 @@ export async function childMeshCall(
     }),
   );
   const id = envelopeIdKey(envelope)!;
-  const r = await call(
-    ctx,
-    "command.submit",
-    { envelope: Buffer.from(envelope).toString("base64"), waitMs },
-    (p) => {
+  const r = await explainingRefusal(ctx, operator, action, () =>
+    call(ctx, "command.submit", { envelope: Buffer.from(envelope).toString("base64"), waitMs }, (p) => {
       const at = p as { sent?: boolean; expected?: number };
       if (progress && at.sent === true) ctx.info(`sent to the mesh; waiting for ${at.expected} node(s) ...`);
-    },
+    }),
   );
   const expected = new Set(r.expected as string[]);
   const answers: NodeAnswer[] = [];

@@ -105,7 +105,8 @@ export const childCreateCommand: CommandSpec = {
     "UnknownStrategyError, MissingBinaryError, NameTakenError, UnenforceableLimitError, PortRangeExhaustedError.\n\n" +
     "Strategies: proc (a plain process), unix-user (its own system user, rlimits and cgroups), jail " +
     "(bubblewrap namespaces; --driver '{\"roBinds\": [DIR]}' shows more of the host read-only) and vm (qemu; " +
-    "--driver names kernel, initrd, guestPort ...). Needs an operator or admin key.",
+    "--driver names kernel, initrd, guestPort ...). Needs an operator or admin key: every node refuses " +
+    "child.create from a viewer key (rejected:viewer-may-not-child-create) and does not pass it on.",
   options: { ...MESH_OPTIONS, ...CREATE_OPTIONS },
   arguments: [
     NAME_ARGUMENT,
@@ -149,7 +150,7 @@ export const childListCommand: CommandSpec = {
   words: ["child", "list"],
   summary: "list the children of every node the selector names (default: every node)",
   description:
-    "Sign a child.list command (a viewer key is enough where the mesh lets viewers command) and show each " +
+    "Sign a child.list command (a viewer key is enough: list and logs are the commands a viewer may send) and show each " +
     "node's children: name, strategy, state (starting, running, backoff, stopping, stopped, failed), pid, " +
     "port and automatic restarts.",
   options: MESH_OPTIONS,
@@ -184,7 +185,7 @@ function childVerb(
   return {
     words: ["child", verb],
     summary,
-    description: `${description} Needs an operator or admin key, and a selector naming the node(s).`,
+    description: `${description} Needs an operator or admin key (every node refuses it from a viewer key, counted as rejected:viewer-may-not-child-${verb}, and does not pass it on), and a selector naming the node(s).`,
     options: MESH_OPTIONS,
     arguments: [NAME_ARGUMENT],
     jsonOutput: `${RESULTS_JSON}; an answer is ${verb === "remove" ? '{"removed": NAME}' : '{"child": {...}} as child list shows it'}`,
@@ -219,7 +220,7 @@ export const childLogsCommand: CommandSpec = {
     "rotated log files too), at most 12 KiB per node. With --follow, keep asking each node every " +
     "--interval for what was written since (one signed command per node and interval, each audited like " +
     "any command: the mesh carries one signed result per command, so following is polling with a cursor " +
-    "the node hands back) until Ctrl-C. What rotates out twice between two polls is missed.",
+    "the node hands back) until Ctrl-C. What rotates out twice between two polls is missed. A viewer key is enough.",
   options: {
     ...MESH_OPTIONS,
     lines: { type: "string", valueName: "N", description: "How many lines (default 100)." },

@@ -23,6 +23,7 @@ import {
   sealEnvelope,
 } from "../protocol/index.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
+import { explainingRefusal } from "./command-refusal.ts";
 import { connectDaemon, DAEMON_OPTIONS } from "./daemon-client.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
@@ -277,7 +278,10 @@ export const execCommand: CommandSpec = {
     "to the local ringd, which relays it unchanged into the mesh, and wait for the answers. Every " +
     "answer is a result signed by the node that ran the command; ringctl verifies each signature " +
     "itself. Nodes that membership expects but that did not answer in time are listed with their " +
-    "state (unreachable, suspect, dead). Selectors combine: every given field must match.",
+    "state (unreachable, suspect, dead). Selectors combine: every given field must match.\n\n" +
+    "Needs an operator or admin key: every node refuses exec from a viewer key (counted as " +
+    "rejected:viewer-may-not-exec) and does not pass it on; a viewer may send only child list and " +
+    "child logs.",
   options: {
     ...DAEMON_OPTIONS,
     ...KEY_OPTION,
@@ -358,11 +362,8 @@ export const execCommand: CommandSpec = {
       }),
     );
     const id = envelopeIdKey(envelope)!;
-    const r = await call(
-      ctx,
-      "command.submit",
-      { envelope: Buffer.from(envelope).toString("base64"), waitMs },
-      (p) => {
+    const r = await explainingRefusal(ctx, operator, "exec", () =>
+      call(ctx, "command.submit", { envelope: Buffer.from(envelope).toString("base64"), waitMs }, (p) => {
         const progress = p as { sent?: boolean; expected?: number; answered?: number; retried?: number };
         if (progress.sent === true)
           ctx.info(`sent to the mesh; waiting for ${progress.expected} node(s) ...`);
@@ -370,7 +371,7 @@ export const execCommand: CommandSpec = {
           ctx.info(`  ${progress.answered}/${progress.expected} answered; asked ${progress.retried} again`);
         else if (progress.answered !== undefined)
           ctx.info(`  ${progress.answered}/${progress.expected} answered`);
-      },
+      }),
     );
     const results = (r.results as string[])
       .map((b64) => {

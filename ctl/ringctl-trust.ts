@@ -75,8 +75,9 @@ export const operatorAddCommand: CommandSpec = {
   summary: "certify another operator's public key with a role; signed here by your admin key",
   description:
     "Issue a ring-0 operator certificate for KEY (64 hex characters, as 'ringctl keygen' prints it) " +
-    "with ROLE: admin (everything, including certifying operators and revoking), operator (exec) " +
-    "or viewer (read-only). Your own key must be an admin's. The certificate is signed here and " +
+    "with ROLE: admin (everything, including certifying operators and revoking), operator (exec and " +
+    "every child command) or viewer (only the commands that read: child list, child logs; nodes refuse " +
+    "the rest from it). Your own key must be an admin's. The certificate is signed here and " +
     "gossiped through the local ringd to every node; it never outlives your own.",
   options: {
     ...DAEMON_OPTIONS,

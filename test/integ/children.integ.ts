@@ -5,8 +5,9 @@
  * http health check): each answers on its allocated PORT and shows in `child list`; kill -9 gets it
  * restarted on the same port; `child logs` (and `--follow`) show its output; a crash-looping child's
  * give-up reaches the seed as a signed event that `child events` verifies; a ringd restart recovers
- * the running child (same pid, one process); bad specs and a viewer key are refused by name, changing
- * nothing; `child remove` frees the port and removes the user.
+ * the running child (same pid, one process); bad specs are refused by name, changing nothing; a
+ * viewer key's child list is answered, while its create, remove and exec are refused and counted by
+ * the node it is handed to, and never passed on; `child remove` frees the port and removes the user.
  *
  * The unix-user child is removed before ringd is restarted: while one runs, a SIGTERMed ringd does
  * not exit (unix-user-launch.ts keeps the shim's ChildProcess and its fd-3 pipe referenced, where
@@ -282,7 +283,7 @@ describe("children of a ring-1 node, commanded through the mesh", () => {
     expect(text.stdout).toMatch(/crashy\s+1\s+/);
   });
 
-  it("bad specs and a viewer key are refused by name, and child list is unchanged", async () => {
+  it("bad specs and a viewer's changes are refused by name, a viewer's list answered, and nothing changes", async () => {
     // A third child takes the last of the node's three ports.
     expect((await create("idle", "proc", ["/bin/sleep", "600"])).code).toBe(0);
     const before = await children();
@@ -335,29 +336,48 @@ describe("children of a ring-1 node, commanded through the mesh", () => {
     }
     // The memory limit names which limit the proc strategy cannot enforce.
     expect((await ctl(refusals[3]![0])).stdout).toMatch(/memoryBytes/);
-    // A viewer's key: the mesh refuses its command before any node acts on it.
+    // A viewer's key may read but not act. Its child list is answered; its changes are refused by
+    // whichever node it is handed to, counted there by name and not passed on, so nothing changes.
     const key = join(dir, "viewer.key");
     const made = await procs.run("ringctl", ["keygen", "--out", key, "--json"]);
     const viewer = JSON.parse(made.stdout).publicKey as string;
     expect((await ctl(["operator", "add", viewer, "--role", "viewer"])).code).toBe(0);
-    await eventually(async () => {
-      const r = await ctl([
-        "child",
-        "create",
-        "v",
-        "--node",
-        n1,
-        "--strategy",
-        "proc",
-        "--key",
-        key,
-        "--",
-        "node",
-        HTTP_CHILD,
-      ]);
-      expect(r.code).toBe(4);
-      expect(r.stderr).toMatch(/not-an-operator/);
-    }, wait);
+    const asViewer = (args: string[], node: string) => {
+      const dash = args.indexOf("--");
+      const at = dash === -1 ? args.length : dash;
+      return ctl([...args.slice(0, at), "--key", key, ...args.slice(at)], node);
+    };
+    const counters = async (node: string): Promise<Record<string, number>> =>
+      JSON.parse((await ctl(["status", "--json"], node)).stdout).counters;
+    for (const node of ["seed", "n1"])
+      await eventually(async () => {
+        const r = await asViewer(["child", "list", "--node", n1, "--json", "--timeout", "5s"], node);
+        expect(r.code, `${node}: ${r.stderr}`).toBe(0);
+        expect(JSON.parse(r.stdout).results[0].children).toEqual(before);
+      }, wait);
+    const changes: [string[], string][] = [
+      [
+        ["child", "create", "v", "--node", n1, "--strategy", "proc", "--", "node", HTTP_CHILD],
+        "viewer-may-not-child-create",
+      ],
+      [["child", "remove", "web", "--node", n1], "viewer-may-not-child-remove"],
+      [["exec", "--ring", "1", "--timeout", "5s", "--", "true"], "viewer-may-not-exec"],
+    ];
+    for (const node of ["seed", "n1"])
+      for (const [args, reason] of changes) {
+        const elsewhere = node === "seed" ? "n1" : "seed";
+        const was = { here: await counters(node), there: await counters(elsewhere) };
+        const r = await asViewer(args, node);
+        expect(r.code, `${args.join(" ")} at ${node}: ${r.stdout} ${r.stderr}`).toBe(4);
+        expect(r.stderr).toContain(reason);
+        expect(r.stderr).toMatch(/this key has roles viewer, so it may send only child\.list, child\.logs/);
+        const after = { here: await counters(node), there: await counters(elsewhere) };
+        expect(after.here[`rejected:${reason}`]).toBe((was.here[`rejected:${reason}`] ?? 0) + 1);
+        expect(after.here["commands-run"]).toBe(was.here["commands-run"]);
+        // Not passed on: the other node never saw it.
+        expect(after.there[`rejected:${reason}`]).toBe(was.there[`rejected:${reason}`]);
+        expect(after.there["commands-run"]).toBe(was.there["commands-run"]);
+      }
     expect(await children()).toEqual(before);
   });
 

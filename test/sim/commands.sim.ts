@@ -2,7 +2,8 @@
  * Signed operator commands on a simulated mesh: an operator's command, relayed unchanged by one
  * node, reaches every member; each answers with a result signed by itself; the results reach the
  * node where the operator waits. Node keys cannot command, and a command seen twice is delivered
- * once.
+ * once. A viewer key's read-only command reaches everyone; its exec is refused, counted, where it
+ * enters and goes no further.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -22,6 +23,7 @@ import {
   MessageType,
   messageIdFromKey,
   openEnvelope,
+  type Role,
   sealEnvelope,
 } from "../../protocol/index.ts";
 
@@ -32,10 +34,13 @@ afterEach(async () => {
   mesh = undefined;
 });
 
-/** root → ring-0 admin → operator, published as the trust bundle would carry them; the operator. */
-function certifyOperator(m: SimMesh): Identity {
+/**
+ * root → ring-0 admin → operator key with `roles`, published as the trust bundle would carry them;
+ * the operator key.
+ */
+function certifyOperator(m: SimMesh, roles: Role[] = ["operator"]): Identity {
   const admin = generateIdentity(new Uint8Array(32).fill(0xad));
-  const operator = generateIdentity(new Uint8Array(32).fill(0x0b));
+  const operator = generateIdentity(new Uint8Array(32).fill(roles.includes("operator") ? 0x0b : 0x5e));
   const validity = { notBeforeMs: SIM_START_MS - 60_000, expiresMs: SIM_START_MS + 86_400_000 };
   m.certificates.set(
     keyHex(admin.publicKey),
@@ -56,7 +61,7 @@ function certifyOperator(m: SimMesh): Identity {
       subject: operator.publicKey,
       issuer: admin.publicKey,
       ring: 0,
-      roles: ["operator"],
+      roles,
       compartment: [],
       tiers: [],
       serial: 9_002,
@@ -199,5 +204,48 @@ describe("signed commands on a simulated mesh", () => {
     expect(answered.has(lossy.node.id)).toBe(true);
     expect(lossy.node.counters.get("results-resent")).toBe(1);
     expect(origin.node.counters.get("commands-retried")).toBe(1);
+  });
+
+  it("a viewer's child.list reaches everyone; its exec is refused where it enters and goes no further", async () => {
+    const n = 20;
+    mesh = await createMesh({ nodes: n, seed: 7, latencyMs: 1, jitterMs: 2 });
+    const m = mesh;
+    const viewer = certifyOperator(m, ["viewer"]);
+    m.run(1_000);
+    const delivered = new Map<number, string[]>(m.nodes.map((x) => [x.index, []]));
+    for (const x of m.nodes) x.node.onCommand((c) => delivered.get(x.index)!.push(c.id));
+    const now = m.clock.now();
+    const command = (action: string, fill: number) =>
+      sealEnvelope(
+        viewer,
+        MessageType.Command,
+        encodePayload(MessageType.Command, {
+          selector: {},
+          action,
+          args: action === "exec" ? ["id"] : [],
+          nonce: new Uint8Array(16).fill(fill),
+          issuedAtMs: now,
+          expiresMs: now + 60_000,
+        }),
+      );
+    const refused = (x: (typeof m.nodes)[number]) => x.node.counters.get("rejected:viewer-may-not-exec");
+
+    const list = command("child.list", 4);
+    expect(m.nodes[0]!.node.relay(list)).toBe(true);
+    m.runUntil(() => [...delivered.values()].every((ids) => ids.length === 1), 10_000, 10);
+    for (const ids of delivered.values()) expect(ids).toEqual([envelopeIdKey(list)]);
+
+    const exec = command("exec", 5);
+    expect(m.nodes[3]!.node.relay(exec)).toBe(false);
+    m.run(3_000);
+    // Counted where it entered, and no other node was sent it.
+    for (const x of m.nodes) expect(refused(x)).toBe(x.index === 3 ? 1 : 0);
+    for (const ids of delivered.values()) expect(ids).toHaveLength(1);
+
+    // Handed to each node directly, each refuses it on its own, and still none runs it.
+    for (const x of m.nodes) expect(x.node.relay(exec)).toBe(false);
+    m.run(3_000);
+    for (const x of m.nodes) expect(refused(x)).toBe(x.index === 3 ? 2 : 1);
+    for (const ids of delivered.values()) expect(ids).toHaveLength(1);
   });
 });
