@@ -136,14 +136,15 @@ function checkUint(v: number, max: number, what: string): void {
   if (!Number.isInteger(v) || v < 0 || v > max) throw new EncodeError(`${what} out of range: ${v}`);
 }
 
-/** A cursor over received bytes; every read is bounded and throws a DecodeError subclass. */
+/**
+ * A cursor over received bytes; every read is bounded and throws a DecodeError subclass. Integers
+ * are read byte by byte rather than through a DataView: one Reader is made per received payload, and
+ * the DataView was most of what that cost.
+ */
 export class Reader {
   private offset = 0;
-  private readonly view: DataView;
 
-  constructor(private readonly buf: Uint8Array) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  }
+  constructor(private readonly buf: Uint8Array) {}
 
   /** Bytes not yet read. */
   remaining(): number {
@@ -165,27 +166,33 @@ export class Reader {
 
   /** Read an unsigned 8-bit integer. */
   u8(what = "u8"): number {
-    return this.view.getUint8(this.take(1, what));
+    return this.buf[this.take(1, what)]!;
   }
   /** Read an unsigned 16-bit integer. */
   u16(what = "u16"): number {
-    return this.view.getUint16(this.take(2, what));
+    const at = this.take(2, what);
+    return (this.buf[at]! << 8) | this.buf[at + 1]!;
   }
   /** Read an unsigned 32-bit integer. */
   u32(what = "u32"): number {
-    return this.view.getUint32(this.take(4, what));
+    return this.int32(this.take(4, what)) >>> 0;
   }
   /** Read a signed 32-bit integer. */
   i32(what = "i32"): number {
-    return this.view.getInt32(this.take(4, what));
+    return this.int32(this.take(4, what));
   }
   /** Read an unsigned 64-bit integer; refuses values above Number.MAX_SAFE_INTEGER. */
   u64(what = "u64"): number {
     const at = this.take(8, what);
-    const hi = this.view.getUint32(at);
-    const lo = this.view.getUint32(at + 4);
+    const hi = this.int32(at) >>> 0;
+    const lo = this.int32(at + 4) >>> 0;
     if (hi > 0x1fffff) throw new LimitExceededError(`${what}: u64 above 2^53`);
     return hi * 0x100000000 + lo;
+  }
+  /** The big-endian signed 32-bit integer at `at` (already taken). */
+  private int32(at: number): number {
+    const b = this.buf;
+    return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!;
   }
   /** Read exactly `length` bytes, as a view. */
   fixed(length: number, what = "fixed"): Uint8Array {

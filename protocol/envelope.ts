@@ -95,10 +95,10 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   if (bytes.length < MIN_ENVELOPE_BYTES) {
     throw new TruncatedError(`envelope: ${bytes.length} bytes, need at least ${MIN_ENVELOPE_BYTES}`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const type = view.getUint16(1);
+  // Fields read byte by byte: a DataView per envelope was a tenth of decoding's cost.
+  const type = (bytes[1]! << 8) | bytes[2]!;
   if (!isMessageType(type)) throw new UnknownTypeError(`message type ${type}`);
-  const payloadLength = view.getUint32(PAYLOAD_LENGTH_OFFSET);
+  const payloadLength = readU32(bytes, PAYLOAD_LENGTH_OFFSET);
   if (payloadLength > MAX_PAYLOAD_BYTES) {
     throw new LimitExceededError(`payload of ${payloadLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
   }
@@ -145,15 +145,18 @@ export function openEnvelope(bytes: Uint8Array): Envelope {
   return env;
 }
 
+/** Big-endian u32 at `at` (the caller has checked that four bytes are there). */
+function readU32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
+}
+
 /** Offset of the signature if `bytes` is a well-formed envelope by length, else -1. No allocation. */
 function signatureOffset(bytes: Uint8Array): number {
   const n = bytes.length;
   if (n < MIN_ENVELOPE_BYTES || n > MAX_ENVELOPE_BYTES) return -1;
   const version = bytes[0]!;
   if (version < PROTOCOL_VERSION_MIN || version > PROTOCOL_VERSION_MAX) return -1;
-  const p = PAYLOAD_LENGTH_OFFSET;
-  const payloadLength =
-    ((bytes[p]! << 24) | (bytes[p + 1]! << 16) | (bytes[p + 2]! << 8) | bytes[p + 3]!) >>> 0;
+  const payloadLength = readU32(bytes, PAYLOAD_LENGTH_OFFSET);
   if (ENVELOPE_HEADER_BYTES + payloadLength + SIGNATURE_BYTES !== n) return -1;
   return ENVELOPE_HEADER_BYTES + payloadLength;
 }
