@@ -64,7 +64,6 @@ const MEMBER_TYPES: ReadonlySet<MessageType> = new Set([
   MessageType.Broadcast,
   MessageType.Digest,
   MessageType.Want,
-  MessageType.Result,
 ]);
 
 /**
@@ -85,6 +84,12 @@ export function authorize(standing: Standing, type: MessageType, ring: Ring): st
     if (standing === ROOT) return "root-is-not-a-member";
     return isMemberOf(standing, ring) ? null : "not-a-member-of-ring";
   }
+  if (type === MessageType.Result) {
+    // Results travel up from every ring below, bridged network to network towards the operator,
+    // each signed by the node that ran the command (child-network.ts); never from above.
+    if (standing === ROOT) return "root-is-not-a-member";
+    return standing.ring >= ring && hasRole(standing, "node") ? null : "not-a-member-of-ring";
+  }
   return "not-a-gossip-type";
 }
 
@@ -93,7 +98,7 @@ export function authorize(standing: Standing, type: MessageType, ring: Ring): st
  * on its own ring's network and on its parent's (DESIGN.md), so a ring-1 node is a member of the
  * ring-0 network too, while a ring-2 node never reaches ring 0's.
  */
-function isMemberOf(cert: Certificate, ring: Ring): boolean {
+export function isMemberOf(cert: Certificate, ring: Ring): boolean {
   return (cert.ring === ring || cert.ring === ring + 1) && hasRole(cert, "node");
 }
 

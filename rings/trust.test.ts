@@ -249,6 +249,28 @@ describe("ingest refusals, counted with their reason", () => {
     expect(ring2.counters.get("rejected:not-an-issuer")).toBe(1);
   });
 
+  it("lets results come up from every ring below a network, never from above", () => {
+    const { store, r0, r2 } = tree();
+    const result = (sender: Identity) =>
+      sealEnvelope(
+        sender,
+        MessageType.Result,
+        encodePayload(MessageType.Result, {
+          commandId: new Uint8Array(16).fill(9),
+          exitCode: 0,
+          stdout: new Uint8Array(),
+          stderr: new Uint8Array(),
+          truncated: false,
+        }),
+      );
+    const ring0 = context(store, 0);
+    expect(ingest(ring0.ctx, result(r2), 3, NOW)).not.toBeNull(); // a grandchild's answer, bridged up
+    expect(ingest(ring0.ctx, broadcast(r2), 3, NOW)).toBeNull(); // but it is no member here
+    const ring1 = context(store, 1);
+    expect(ingest(ring1.ctx, result(r0), 3, NOW)).toBeNull();
+    expect(ring1.counters.snapshot()).toEqual({ "rejected:not-a-member-of-ring": 1 });
+  });
+
   it("refuses a revoked sender and an expired one", () => {
     const { store, r0, r1 } = tree();
     const { counters, ctx } = context(store, 1);

@@ -119,19 +119,24 @@ export async function admitJoiner(
     .filter(([hex]) => !inChain.has(hex))
     .map(([, env]) => env)
     .slice(0, MAX_BUNDLE_ENVELOPES);
-  const members: Alive[] = daemon.node.membership
+  // A ring-(N+1) joiner of a ring-N issuer (N ≥ 1) lives on the issuer's children's network
+  // (child-network.ts): its members, its address, its secret. A ring-1 joiner, on its parent's.
+  const below = scope.ring >= 2 ? daemon.childNetwork : undefined;
+  const network = below?.node ?? daemon.node;
+  const address = below?.address ?? daemon.transport.address;
+  const members: Alive[] = network.membership
     .members()
     .filter((m) => m.state !== "dead")
     .slice(0, MAX_BUNDLE_MEMBERS - 1)
     .map((m) => ({ node: keyFromHex(m.id), incarnation: m.incarnation, addr: m.addr }));
-  members.push({ node: daemon.identity.publicKey, incarnation: 0, addr: daemon.transport.address });
+  members.push({ node: daemon.identity.publicKey, incarnation: 0, addr: address });
   return {
     certificate,
     chain,
     revocations: (await daemon.state.revocations()).slice(0, MAX_BUNDLE_ENVELOPES),
     members: members.filter((m, i, all) => all.findIndex((x) => keyHex(x.node) === keyHex(m.node)) === i),
-    peers: daemon.natsLink?.joinPeers ?? [daemon.transport.address],
-    sealedSecrets: sealRingSecret(daemon.ringSecret, joinerKey),
+    peers: below === undefined ? (daemon.natsLink?.joinPeers ?? [address]) : [address],
+    sealedSecrets: sealRingSecret(below?.secret ?? daemon.ringSecret, joinerKey),
     certificates: bundle,
   };
 }

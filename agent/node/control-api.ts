@@ -254,17 +254,39 @@ function nodesView(daemon: Daemon): NodeRow[] {
       certificate: certOf(daemon.info.nodeKey),
     },
   ];
-  for (const m of daemon.node.membership.members()) {
-    if (m.id === daemon.info.nodeKey) continue;
-    const trusted = daemon.node.trust.isTrusted(m.id, now);
+  const listed = new Set([daemon.info.nodeKey]);
+  // The members of the network this node sits on, then of the children's network it hosts.
+  for (const network of [daemon.node, daemon.childNetwork?.node]) {
+    for (const m of network?.membership.members() ?? []) {
+      if (listed.has(m.id)) continue;
+      listed.add(m.id);
+      const trusted = network!.trust.isTrusted(m.id, now);
+      rows.push({
+        id: m.id,
+        fingerprint: fingerprint(Buffer.from(m.id, "hex")),
+        self: false,
+        addr: m.addr,
+        state: trusted ? m.state : "revoked",
+        incarnation: m.incarnation,
+        certificate: certOf(m.id),
+      });
+    }
+  }
+  // Nodes known only by their certificate: on a network this node does not sit on (a ring-1 node's
+  // children, seen from a seed). Nobody here probes them: their state is "unknown".
+  for (const hex of daemon.certificates.keys()) {
+    const certificate = certOf(hex);
+    if (listed.has(hex) || certificate === null || !certificate.roles.includes("node")) continue;
+    if (certificate.ring <= daemon.selfCert.ring + 1) continue; // of our networks, yet no member
+    listed.add(hex);
     rows.push({
-      id: m.id,
-      fingerprint: fingerprint(Buffer.from(m.id, "hex")),
+      id: hex,
+      fingerprint: fingerprint(Buffer.from(hex, "hex")),
       self: false,
-      addr: m.addr,
-      state: trusted ? m.state : "revoked",
-      incarnation: m.incarnation,
-      certificate: certOf(m.id),
+      addr: "",
+      state: daemon.node.trust.isTrusted(hex, now) ? "unknown" : "revoked",
+      incarnation: 0,
+      certificate,
     });
   }
   return rows;

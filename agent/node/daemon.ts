@@ -1,6 +1,8 @@
 /**
- * The running ringd: one MeshNode on a real transport and the system clock, its state in LevelDB,
- * a join endpoint when the node may issue certificates, and the control socket ringctl talks to.
+ * The running ringd: a MeshNode on its parent's network (a real transport, the system clock), its
+ * state in LevelDB, a join endpoint when the node may issue certificates, and the control socket
+ * ringctl talks to. An issuer of ring ≥ 1 also hosts its children's network (child-network.ts), a
+ * second MeshNode bridged to the first: trust both ways, commands down, results up.
  *
  * Start-up reads everything from the store (so a restart needs no token): the root, the node's
  * own certificate and chain, every certificate and revocation learned, and the members last seen.
@@ -21,7 +23,7 @@ import {
   messageIdFromKey,
   type Ring,
 } from "../../protocol/index.ts";
-import { Counters, type NodeId, seededRng } from "../../rings/index.ts";
+import { Counters, isMemberOf, type NodeId, seededRng } from "../../rings/index.ts";
 import { systemClock } from "../clock.ts";
 import type { DaemonConfig } from "../daemon/config-fields.ts";
 import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
@@ -33,6 +35,7 @@ import { sealed } from "../transport/sealed.ts";
 import type { ZeromqTransport } from "../transport/zeromq.ts";
 import { admitJoiner } from "./admit.ts";
 import { type ChildEvents, wireChildEvents } from "./child-events.ts";
+import type { ChildNetwork } from "./child-network.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
@@ -75,6 +78,8 @@ export class Daemon {
   #nats: NatsLink | undefined;
   #supervisor: Supervisor | undefined;
   #childEvents: ChildEvents | undefined;
+  /** The network of the nodes this one certifies (an issuer of ring ≥ 1), else undefined. */
+  childNetwork: ChildNetwork | undefined;
   readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
 
   private constructor(
@@ -169,6 +174,28 @@ export class Daemon {
     await nats?.refresh(); // the server's keys, now from the full chain checks
 
     const canIssue = selfCert.roles.includes("issuer");
+    let childNetwork: ChildNetwork | undefined;
+    if (canIssue && self.ring >= 1) {
+      const { openChildNetwork } = await import("./child-network.ts");
+      childNetwork = await openChildNetwork({
+        identity,
+        mesh,
+        ring: self.ring,
+        state,
+        certificates: (hex) => certificates.get(hex),
+        // Certified, unrevoked nodes of this ring and the next, as on any network (rings/ingest.ts).
+        authorize: (key) => {
+          const standing = childNetwork?.node.trust.standing(keyHex(key), Date.now());
+          return typeof standing === "object" && isMemberOf(standing, self.ring);
+        },
+        host,
+        port,
+        advertiseHost,
+        clock,
+        maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES,
+      });
+      for (const rev of revocations) childNetwork.node.relay(rev);
+    }
     let tokens: TokenIssuer | undefined;
     let join: ZeromqTransport | undefined;
     let serveJoins: typeof import("./join.ts").serveJoins | undefined;
@@ -215,6 +242,7 @@ export class Daemon {
     daemon.root = await readKeyFile(joinPath(config.dataDir, ROOT_KEY_FILE));
     daemon.#join = join;
     daemon.#nats = nats;
+    daemon.childNetwork = childNetwork;
     daemon.#wire();
     if (join !== undefined && tokens !== undefined && serveJoins !== undefined) {
       serveJoins(join, {
@@ -231,6 +259,10 @@ export class Daemon {
     // announcement was in flight would otherwise not know our key, and refuse what we send it —
     // results routed up a command's tree through it included.
     for (const env of [...self.chain, self.certificate]) node.relay(env);
+    if (childNetwork !== undefined) {
+      childNetwork.node.start(await state.childMembers(), { announce: true });
+      for (const env of [...self.chain, self.certificate]) childNetwork.node.relay(env);
+    }
     nats?.attach(node); // a seed announces its nats-server's route and takes the other seeds'
     // Children an earlier ringd left running are recovered here, not started twice.
     daemon.#supervisor = await openDaemonSupervisor({
@@ -258,44 +290,62 @@ export class Daemon {
   }
 
   #wire(): void {
-    const { node, state, log } = this;
+    const { node, log } = this;
+    const below = this.childNetwork?.node;
     node.onTrust((kind, envelope) => {
-      if (kind === "certificate") {
-        const cert = decodeCertificate(decodeEnvelope(envelope));
-        this.certificates.set(keyHex(cert.subject), envelope);
-        void this.#nats
-          ?.refresh()
-          .catch((err) => log.error({ err }, "nats-server did not take a new member"));
-        void state
-          .putCertificate(envelope)
-          .catch((err) => log.error({ err }, "could not persist a certificate"));
-      } else {
-        void state
-          .putRevocation(envelope)
-          .catch((err) => log.error({ err }, "could not persist a revocation"));
-        const { subject } = decodeRevocation(decodeEnvelope(envelope));
-        void this.transport
-          .revoke(subject)
-          .catch((err) => log.warn({ err }, "could not close a revoked peer"));
-      }
+      this.#tookTrust(kind, envelope);
+      below?.relay(envelope); // the children's network hears of it too (a duplicate stops there)
     });
     node.onCommand((c) => {
       void this.#onCommand(c.id, c.command, c.sender).catch((err) => log.error({ err }, "command failed"));
+      below?.relay(c.envelope); // and on to the nodes below, unchanged
     });
     node.onResult((r) => {
       for (const listener of this.#resultListeners) listener(r);
     });
+    if (below !== undefined) {
+      below.onTrust((kind, envelope) => {
+        this.#tookTrust(kind, envelope);
+        node.relay(envelope); // a child's certificate is heard up the tree (ringctl nodes)
+      });
+      // A command that entered below (an operator at a child's socket) runs here through the
+      // parent network's handler: relaying it there is how it is run once and spread both ways.
+      below.onCommand((c) => node.relay(c.envelope));
+      // A child's answer goes up the parent network's command tree, towards the operator.
+      below.onResult((r) => node.relay(r.envelope));
+      below.onMemberChange(() => this.#saveMembersSoon());
+    }
     this.#childEvents = wireChildEvents(this);
     this.#memberTimer = setInterval(() => void this.saveMembers(), MEMBER_SAVE_INTERVAL_MS);
     // Written soon after each change too, not only at the next interval: a node killed right after a
     // member joined would otherwise restart knowing nobody, and a member that has no reason to speak
     // up first (nothing suspects it) would stay unknown to it.
-    node.onMemberChange(() => {
-      this.#memberSaveSoon ??= setTimeout(() => {
-        this.#memberSaveSoon = undefined;
-        void this.saveMembers().catch((err) => log.warn({ err }, "could not save members"));
-      }, MEMBER_SAVE_DEBOUNCE_MS);
-    });
+    node.onMemberChange(() => this.#saveMembersSoon());
+  }
+
+  #saveMembersSoon(): void {
+    this.#memberSaveSoon ??= setTimeout(() => {
+      this.#memberSaveSoon = undefined;
+      void this.saveMembers().catch((err) => this.log.warn({ err }, "could not save members"));
+    }, MEMBER_SAVE_DEBOUNCE_MS);
+  }
+
+  /** Persist a certificate or revocation either network took in, and act on it. */
+  #tookTrust(kind: "certificate" | "revocation", envelope: Uint8Array): void {
+    const { state, log } = this;
+    if (kind === "certificate") {
+      const cert = decodeCertificate(decodeEnvelope(envelope));
+      this.certificates.set(keyHex(cert.subject), envelope);
+      void this.#nats?.refresh().catch((err) => log.error({ err }, "nats-server did not take a new member"));
+      void state
+        .putCertificate(envelope)
+        .catch((err) => log.error({ err }, "could not persist a certificate"));
+      return;
+    }
+    void state.putRevocation(envelope).catch((err) => log.error({ err }, "could not persist a revocation"));
+    const { subject } = decodeRevocation(decodeEnvelope(envelope));
+    for (const transport of [this.transport, this.childNetwork?.transport])
+      void transport?.revoke(subject).catch((err) => log.warn({ err }, "could not close a revoked peer"));
   }
 
   /** The node's supervised children; open from the end of `start` until `stop` (children outlive it). */
@@ -362,6 +412,7 @@ export class Daemon {
       .filter((m) => m.state !== "dead" && m.id !== this.info.nodeKey)
       .map((m) => ({ id: m.id as NodeId, addr: m.addr, incarnation: m.incarnation }));
     await this.state.putMembers(members);
+    if (this.childNetwork !== undefined) await this.state.putChildMembers(this.childNetwork.members());
   }
 
   /** Leave gracefully, stop serving, persist members, close the store. Idempotent. */
@@ -371,11 +422,13 @@ export class Daemon {
     if (this.#memberTimer !== undefined) clearInterval(this.#memberTimer);
     if (this.#memberSaveSoon !== undefined) clearTimeout(this.#memberSaveSoon);
     this.node.leave();
+    this.childNetwork?.node.leave();
     await new Promise((r) => setTimeout(r, 200));
     await this.saveMembers().catch(() => undefined);
     await this.#control?.close();
     await this.#supervisor?.close(); // children keep running; the next start recovers them
     await this.node.stop();
+    await this.childNetwork?.node.stop();
     await this.#join?.close();
     await this.#nats?.close();
     await this.store.close();

@@ -53,6 +53,8 @@ export interface KnownMember {
   readonly incarnation: number;
 }
 
+/** Members of the children's network (child-network.ts) are kept beside the others, under this prefix. */
+const CHILD_MEMBER_PREFIX = "child:";
 const hex64 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 const b64 = v.pipe(v.string(), v.maxLength(200_000), v.base64());
 const rootSchema = v.strictObject({ rootKey: hex64, meshId: v.string() });
@@ -103,6 +105,19 @@ export class MeshState {
   async ringSecret(): Promise<Uint8Array | undefined> {
     const r = await this.store.getJson("trust", "ring-secret", ringSecretSchema);
     return r === undefined ? undefined : fromB64(r.secret);
+  }
+
+  /** The secret of the children's network this node hosts (child-network.ts), once made. */
+  async childRingSecret(): Promise<Uint8Array | undefined> {
+    const r = await this.store.getJson("trust", "child-ring-secret", ringSecretSchema);
+    return r === undefined ? undefined : fromB64(r.secret);
+  }
+
+  /** Keep the children's network secret. */
+  async putChildRingSecret(secret: Uint8Array): Promise<void> {
+    await this.store.batch([
+      { type: "put", sublevel: "trust", key: "child-ring-secret", value: { secret: toB64(secret) } },
+    ]);
   }
 
   /** Both, or NotInitializedError naming the fix. */
@@ -191,13 +206,30 @@ export class MeshState {
 
   /** Remember where members are (a batch for many). */
   async putMembers(members: readonly KnownMember[]): Promise<void> {
-    if (members.length > 0) await this.store.batch(members.map(memberOp));
+    if (members.length > 0) await this.store.batch(members.map((m) => memberOp(m)));
   }
 
   /** The members last known. */
   async members(): Promise<KnownMember[]> {
     const rows = await this.store.listJson("members", "", memberSchema);
-    return rows.map(([id, m]) => ({ id, addr: m.addr, incarnation: m.incarnation }));
+    return rows
+      .filter(([id]) => !id.startsWith(CHILD_MEMBER_PREFIX))
+      .map(([id, m]) => ({ id, addr: m.addr, incarnation: m.incarnation }));
+  }
+
+  /** Remember where the members of the children's network this node hosts are. */
+  async putChildMembers(members: readonly KnownMember[]): Promise<void> {
+    if (members.length > 0) await this.store.batch(members.map((m) => memberOp(m, CHILD_MEMBER_PREFIX)));
+  }
+
+  /** The members of the children's network last known. */
+  async childMembers(): Promise<KnownMember[]> {
+    const rows = await this.store.listJson("members", CHILD_MEMBER_PREFIX, memberSchema);
+    return rows.map(([key, m]) => ({
+      id: key.slice(CHILD_MEMBER_PREFIX.length),
+      addr: m.addr,
+      incarnation: m.incarnation,
+    }));
   }
 }
 
@@ -225,6 +257,11 @@ function natsLinkOp(link: StoredNatsLink): StoreOp {
   return { type: "put", sublevel: "trust", key: "nats", value: { ...link } };
 }
 
-function memberOp(m: KnownMember): StoreOp {
-  return { type: "put", sublevel: "members", key: m.id, value: { addr: m.addr, incarnation: m.incarnation } };
+function memberOp(m: KnownMember, prefix = ""): StoreOp {
+  return {
+    type: "put",
+    sublevel: "members",
+    key: `${prefix}${m.id}`,
+    value: { addr: m.addr, incarnation: m.incarnation },
+  };
 }

@@ -63,8 +63,12 @@ export function selfHostHandlers(daemon: Daemon): Record<string, ControlHandler>
           selfCert: daemon.selfCert,
           ports: daemon.config.childPortRange,
           listenHost: listenHostOf(daemon.config.listen),
-          transport: daemon.config.transport,
-          ...(daemon.config.natsUrl !== null && daemon.config.natsCaFile !== null
+          // A seed's child sits on the seed's network, over its transport; a ring-1 node's child on
+          // the children's network it hosts, which is ZeroMQ (child-network.ts).
+          transport: daemon.selfCert.ring === 0 ? daemon.config.transport : "zeromq",
+          ...(daemon.selfCert.ring === 0 &&
+          daemon.config.natsUrl !== null &&
+          daemon.config.natsCaFile !== null
             ? { nats: { url: daemon.config.natsUrl, caFile: daemon.config.natsCaFile } }
             : {}),
           nowMs: () => Date.now(),

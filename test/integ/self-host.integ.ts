@@ -10,9 +10,10 @@
  * unix-user rather than jail: a jailed ring-1 agent is its pid namespace's init side, so its ring-2
  * apps die with it by construction and could never be recovered with the same pid.
  *
- * Known gap, asserted as such (`it.fails`): a ring-2 ringd, though certified, hears no one (a
- * ring-1 ringd does not run ring 1's network). After kill -9 of a ring-1 agent whose ring-2 app
- * still runs, the agent restarts into its cgroup beside the app and recovers it.
+ * The ring-2 ringd lives on the children's network its ring-1 parent hosts (child-network.ts): ring 1
+ * lists it alive under itself, the seed lists it under ring 1, and a command from the seed reaches
+ * it through ring 1 and its signed answer comes back. After kill -9 of a ring-1 agent whose ring-2
+ * app still runs, the agent restarts into its cgroup beside the app and recovers it.
  */
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -303,19 +304,34 @@ describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", 
     ring2Key = String(status.nodeKey);
   });
 
-  // Fails today: a ring-1 ringd runs ring 0's network only (Daemon: one MeshNode, on the parent's
-  // network), and ring 0's network refuses a ring-2 sender (rejected:not-a-member-of-ring), so a
-  // ring-2 node hears nobody and nobody lists it. DESIGN.md: a ring-N node also runs ring N's network.
-  it.fails("ring 1 lists its ring-2 ringd as an alive member, under itself", async () => {
+  it("ring 1 lists its ring-2 ringd as an alive member, under itself", async () => {
     await eventually(
       async () => {
         const nodes = (await control(join(ring1Dir, RINGD_CHILD_STATE_DIR), "nodes")).nodes as NodeRow[];
         const row = nodes.find((n) => n.id === ring2Key);
         expect([row?.state, row?.certificate?.issuer]).toEqual(["alive", ring1Key]);
       },
-      { timeoutMs: 10_000, intervalMs: 500 },
+      { timeoutMs: 20_000, intervalMs: 500 },
     );
+    // The ring-2 node hears its parent on that network, and nobody else's network took it in.
+    const seen = (await control(ring2State, "nodes")).nodes as NodeRow[];
+    expect(seen.find((n) => n.id === ring1Key)?.state).toBe("alive");
   }, 30_000);
+
+  it("the seed lists the ring-2 ringd under ring 1, and a command from the seed reaches it through ring 1", async () => {
+    const tree = await ctl(["nodes"]);
+    expect(tree.code, tree.stderr).toBe(0);
+    const rows = (await ctlJson(["nodes"])).nodes as NodeRow[];
+    expect(rows.find((n) => n.id === ring2Key)?.certificate?.issuer).toBe(ring1Key);
+    const r = await ctl(["exec", "--ring", "2", "--json", "--timeout", "20s", "--", "id", "-u"]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      results: { node: string; exitCode: number; verified: boolean }[];
+      missing: unknown[];
+    };
+    expect(out.missing).toEqual([]);
+    expect(out.results.map((x) => [x.node, x.exitCode, x.verified])).toEqual([[ring2Key, 0, true]]);
+  }, 60_000);
 
   // The ring-2 app outlives its agent on purpose; the ring-1 agent restarts into its cgroup beside
   // it (unix-user's driver.adoptDescendants, which self-host sets for ringd children).
