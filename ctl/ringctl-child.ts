@@ -13,8 +13,6 @@ import {
   type MeshCallOutcome,
   missingLines,
   refusalLines,
-  SELECTOR_OPTIONS,
-  selectorFrom,
   shortNode,
 } from "./child-mesh-call.ts";
 import { CREATE_OPTIONS, createRequestFrom } from "./child-request.ts";
@@ -23,6 +21,7 @@ import { DAEMON_OPTIONS } from "./daemon-client.ts";
 import { UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { call, KEY_OPTION, parseDuration } from "./ringctl-mesh.ts";
+import { SELECTOR_OPTIONS, selectorFrom } from "./selector-options.ts";
 
 const MESH_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   ...DAEMON_OPTIONS,

@@ -18,8 +18,6 @@ import {
   MessageType,
   messageIdKey,
   openEnvelope,
-  type Ring,
-  type Selector,
   sealEnvelope,
 } from "../protocol/index.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
@@ -28,6 +26,7 @@ import { connectDaemon, DAEMON_OPTIONS } from "./daemon-client.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { nodeTree } from "./node-tree.ts";
+import { SELECTOR_OPTIONS, selectorFrom } from "./selector-options.ts";
 
 /** The operator's key file option (shared by every command that signs). */
 export const KEY_OPTION: Record<string, OptionSpec> = {
@@ -285,31 +284,7 @@ export const execCommand: CommandSpec = {
   options: {
     ...DAEMON_OPTIONS,
     ...KEY_OPTION,
-    ring: { type: "string", valueName: "N", description: "Only nodes of ring N." },
-    node: {
-      type: "string",
-      multiple: true,
-      valueName: "KEY",
-      description: "Only this node (hex key; repeatable).",
-    },
-    compartment: {
-      type: "string",
-      multiple: true,
-      valueName: "PART",
-      description: "Only nodes under this compartment path (repeatable, outermost first).",
-    },
-    tier: {
-      type: "string",
-      multiple: true,
-      valueName: "TIER",
-      description: "Only nodes with at least one of these tiers.",
-    },
-    label: {
-      type: "string",
-      multiple: true,
-      valueName: "TIER",
-      description: "Only nodes with every one of these tiers.",
-    },
+    ...SELECTOR_OPTIONS,
     timeout: {
       type: "string",
       valueName: "DURATION",
@@ -336,17 +311,7 @@ export const execCommand: CommandSpec = {
   ],
   async run(ctx) {
     const operator = await operatorKey(ctx);
-    const selector: { -readonly [K in keyof Selector]: Selector[K] } = {};
-    if (ctx.values.ring !== undefined) {
-      const ring = Number(ctx.values.ring);
-      if (![0, 1, 2].includes(ring))
-        throw new UsageError(`--ring must be 0, 1 or 2, not "${ctx.values.ring}"`);
-      selector.ring = ring as Ring;
-    }
-    if (ctx.values.node !== undefined) selector.nodes = list(ctx.values.node).map((k) => keyFromHex(k));
-    if (ctx.values.compartment !== undefined) selector.compartment = list(ctx.values.compartment);
-    if (ctx.values.tier !== undefined) selector.tiers = list(ctx.values.tier);
-    if (ctx.values.label !== undefined) selector.labels = list(ctx.values.label);
+    const selector = await selectorFrom(ctx, false);
     const waitMs = parseDuration((ctx.values.timeout as string | undefined) ?? "30s", "--timeout");
     const now = Date.now();
     const envelope = sealEnvelope(

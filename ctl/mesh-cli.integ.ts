@@ -1,16 +1,25 @@
 /**
- * `ringd init` and `ringd join` remember the settings they were given: a seed made with a child
- * port range and a children directory, and a node joined with its own, come back with them from a
- * plain `ringd start --data-dir DIR` — the real binaries, shown by where their supervised children
- * get their ports and directories; a NATS seed's `--nats-url` and `--nats-ca-file` come back in
- * what `ringd config show` (the resolution `start` uses) reports, from the file, and a flag given
- * to `start` still overrides the file.
+ * ringd's and ringctl's mesh-facing options through the real binaries, on a seed and one joined
+ * node.
+ *
+ * `ringd init` and `ringd join` remember the settings they were given: the seed, made with a child
+ * port range and a children directory, and the node, joined with its own, come back with them from
+ * a plain `ringd start --data-dir DIR`, shown by where their supervised children get their ports
+ * and directories; a NATS seed's `--nats-url` and `--nats-ca-file` come back in what `ringd config
+ * show` (the resolution `start` uses) reports, from the file, and a flag given to `start` still
+ * overrides the file.
+ *
+ * One selector for `ringctl exec` and `ringctl child ...`: `--node` given as the local node's name,
+ * a part of a fingerprint as `ringctl nodes` shows it, or a start of a hex key reaches exactly that
+ * node on both, and a node nobody knows is a usage error (exit 2) before anything is signed.
  */
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readKeyFile } from "../agent/store/key-file.ts";
+import { fingerprint, keyHex } from "../protocol/index.ts";
 import { type Ran, RingdProcesses } from "../scripts/ringd-process.ts";
 
 const procs = new RingdProcesses();
@@ -87,6 +96,8 @@ describe("settings given to init and join come back with a plain ringd start", (
       dataDir("seed"),
       "--listen",
       `127.0.0.1:${P}`,
+      "--name",
+      "seed",
       "--child-ports",
       SEED_CHILD_PORTS.join("-"),
       "--children-dir",
@@ -99,6 +110,7 @@ describe("settings given to init and join come back with a plain ringd start", (
     expect(JSON.parse(await readFile(JSON.parse(init.stdout).configFile, "utf8"))).toEqual({
       ring: 0,
       listen: `127.0.0.1:${P}`,
+      name: "seed",
       childPortRange: SEED_CHILD_PORTS.join("-"),
       childrenDir: kidsDir("seed"),
       logLevel: "warn",
@@ -188,5 +200,44 @@ describe("settings given to init and join come back with a plain ringd start", (
     expectOk(over);
     expect(JSON.parse(over.stdout).config.childPortRange).toEqual({ firstPort: 30_100, lastPort: 30_109 });
     expect(JSON.parse(over.stdout).sources.childPortRange).toBe("flag");
+  });
+});
+
+describe("one selector for exec and child: --node", () => {
+  const keyOf = async (node: string) => (await readKeyFile(join(dataDir(node), "node.key")))!.publicKey;
+
+  /** The nodes that answered `args` (a ringctl command with --json), by name. */
+  async function answeredBy(args: string[]): Promise<string[]> {
+    const r = await ctl(args);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const keys = await Promise.all(["seed", "n1"].map(async (n) => [n, keyHex(await keyOf(n))]));
+    return (JSON.parse(r.stdout).results as { node: string }[]).map(
+      (x) => keys.find(([, k]) => k === x.node)?.[0] ?? x.node,
+    );
+  }
+
+  it("names one node by the local node's name, a fingerprint part, or a start of a hex key", async () => {
+    const n1Part = fingerprint(await keyOf("n1")).slice(8, 28); // as ringctl nodes shows it
+    const seedStart = keyHex(await keyOf("seed")).slice(0, 10);
+    const exec = (node: string) =>
+      answeredBy(["exec", "--json", "--node", node, "--timeout", "20s", "--", "true"]);
+    expect(await exec("seed")).toEqual(["seed"]);
+    expect(await exec(n1Part)).toEqual(["n1"]);
+    expect(await exec(seedStart)).toEqual(["seed"]);
+    const list = (node: string) =>
+      answeredBy(["child", "list", "--json", "--node", node, "--timeout", "20s"]);
+    expect(await list(n1Part)).toEqual(["n1"]);
+    expect(await list("seed")).toEqual(["seed"]);
+  });
+
+  it("refuses a node nobody knows with exit 2, saying where to look, on both", async () => {
+    for (const command of [
+      ["exec", "--node", "zzzzzzzz", "--", "true"],
+      ["child", "list", "--node", "zzzzzzzz"],
+    ]) {
+      const r = await ctl(command);
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: "" });
+      expect(r.stderr).toMatch(/--node zzzzzzzz: no node the local ringd knows .*'ringctl nodes'/);
+    }
   });
 });
