@@ -17,12 +17,11 @@ import {
 } from "../../protocol/index.ts";
 import type { ControlHandler } from "../daemon/control-socket.ts";
 import { checkGrantable } from "./admit.ts";
+import { retrySilent } from "./command-retry.ts";
 import { selectorMatches } from "./commands.ts";
 import type { Daemon } from "./daemon.ts";
 import { checkLabels } from "./seed.ts";
 
-/** How often command.submit asks the nodes that have not answered yet again. */
-export const COMMAND_RETRY_INTERVAL_MS = 2_000;
 /** The longest an exec waits for answers. */
 export const MAX_COMMAND_WAIT_MS = 10 * 60_000;
 
@@ -169,16 +168,20 @@ export function controlHandlers(daemon: Daemon): Record<string, ControlHandler> 
           const timer = setTimeout(done, waitMs ?? 30_000);
           // Whoever has not answered after a while is asked again, directly: a copy of the command
           // or a result lost on the way (a dropped frame, a relay that died) costs a retry, not an
-          // answer (MeshNode.retryCommand).
-          const retry = setInterval(() => {
-            const silent = expected.filter((n) => !answered.has(n.id)).map((n) => n.id);
-            const sent = daemon.node.retryCommand(bytes, silent);
-            if (sent > 0) ctx.progress({ retried: sent, answered: answered.size, expected: expected.length });
-          }, COMMAND_RETRY_INTERVAL_MS);
+          // answer (command-retry.ts).
+          const stopRetries = retrySilent(
+            daemon.node,
+            bytes,
+            () => expected.filter((n) => !answered.has(n.id)).map((n) => n.id),
+            {
+              onRetry: (sent) =>
+                ctx.progress({ retried: sent, answered: answered.size, expected: expected.length }),
+            },
+          );
           ctx.signal.addEventListener("abort", () => done());
           await finished;
           clearTimeout(timer);
-          clearInterval(retry);
+          stopRetries();
         }
       } finally {
         stop();

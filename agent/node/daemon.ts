@@ -15,19 +15,21 @@ import type { Logger } from "pino";
 import { deriveTokenSealKey, TokenIssuer } from "../../bootstrap/index.ts";
 import {
   type Certificate,
+  type Command,
   decodeCertificate,
   decodeEnvelope,
   decodeRevocation,
   fingerprint,
   keyHex,
   messageIdFromKey,
+  messageIdKey,
   type Ring,
 } from "../../protocol/index.ts";
 import { Counters, isMemberOf, type NodeId, seededRng } from "../../rings/index.ts";
 import { systemClock } from "../clock.ts";
 import type { DaemonConfig } from "../daemon/config-fields.ts";
 import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
-import { type DeliveredResult, MeshNode } from "../mesh-node.ts";
+import { type DeliveredResult, MAX_RECENT_COMMANDS, MeshNode } from "../mesh-node.ts";
 import { readKeyFile } from "../store/key-file.ts";
 import type { NodeStore } from "../store/store.ts";
 import type { ChildGiveUpEvent, Supervisor } from "../supervise/index.ts";
@@ -36,6 +38,7 @@ import type { ZeromqTransport } from "../transport/zeromq.ts";
 import { admitJoiner } from "./admit.ts";
 import { type ChildEvents, wireChildEvents } from "./child-events.ts";
 import type { ChildNetwork } from "./child-network.ts";
+import { retrySilent } from "./command-retry.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
@@ -80,6 +83,8 @@ export class Daemon {
   #childEvents: ChildEvents | undefined;
   /** The network of the nodes this one certifies (an issuer of ring ≥ 1), else undefined. */
   childNetwork: ChildNetwork | undefined;
+  /** Commands carried down into the children's network: the children not heard from yet. */
+  readonly #carriedDown = new Map<string, Set<string>>();
   readonly #resultListeners = new Set<(r: DeliveredResult) => void>();
 
   private constructor(
@@ -298,7 +303,9 @@ export class Daemon {
     });
     node.onCommand((c) => {
       void this.#onCommand(c.id, c.command, c.sender).catch((err) => log.error({ err }, "command failed"));
-      below?.relay(c.envelope); // and on to the nodes below, unchanged
+      // And on to the nodes below, unchanged; this node tops that tree, so it asks again those
+      // that do not answer (command-retry.ts).
+      if (below?.relay(c.envelope)) this.#awaitBelow(below, c.id, c.envelope, c.command);
     });
     node.onResult((r) => {
       for (const listener of this.#resultListeners) listener(r);
@@ -312,7 +319,10 @@ export class Daemon {
       // parent network's handler: relaying it there is how it is run once and spread both ways.
       below.onCommand((c) => node.relay(c.envelope));
       // A child's answer goes up the parent network's command tree, towards the operator.
-      below.onResult((r) => node.relay(r.envelope));
+      below.onResult((r) => {
+        this.#carriedDown.get(messageIdKey(r.result.commandId))?.delete(r.sender);
+        node.relay(r.envelope);
+      });
       below.onMemberChange(() => this.#saveMembersSoon());
     }
     this.#childEvents = wireChildEvents(this);
@@ -321,6 +331,26 @@ export class Daemon {
     // member joined would otherwise restart knowing nobody, and a member that has no reason to speak
     // up first (nothing suspects it) would stay unknown to it.
     node.onMemberChange(() => this.#saveMembersSoon());
+  }
+
+  /** Ask the children that match a command carried down, and have not answered, again until it expires. */
+  #awaitBelow(below: MeshNode, id: string, envelope: Uint8Array, command: Command): void {
+    const pending = new Set<string>();
+    for (const m of below.membership.members()) {
+      if (m.state !== "alive" && m.state !== "suspect") continue;
+      const cert = this.certificates.get(m.id);
+      if (cert !== undefined && selectorMatches(command.selector, decodeCertificate(decodeEnvelope(cert))))
+        pending.add(m.id);
+    }
+    if (pending.size === 0) return;
+    this.#carriedDown.set(id, pending);
+    if (this.#carriedDown.size > MAX_RECENT_COMMANDS) {
+      const oldest = this.#carriedDown.keys().next().value;
+      if (oldest !== undefined) this.#carriedDown.delete(oldest);
+    }
+    retrySilent(below, envelope, () => (this.#carriedDown.get(id) === pending ? [...pending] : []), {
+      untilMs: command.expiresMs,
+    });
   }
 
   #saveMembersSoon(): void {
