@@ -24,6 +24,7 @@ import {
   messageIdFromKey,
   openEnvelope,
   type Role,
+  type Selector,
   sealEnvelope,
 } from "../../protocol/index.ts";
 
@@ -71,6 +72,26 @@ function certifyOperator(m: SimMesh, roles: Role[] = ["operator"]): Identity {
   return operator;
 }
 
+/** An exec-style command signed by `signer`, valid for a minute from `now`. */
+function signedCommand(
+  signer: Identity,
+  now: number,
+  fields: { selector?: Selector; action?: string; args: string[]; nonceFill: number },
+): Uint8Array {
+  return sealEnvelope(
+    signer,
+    MessageType.Command,
+    encodePayload(MessageType.Command, {
+      selector: fields.selector ?? {},
+      action: fields.action ?? "exec",
+      args: fields.args,
+      nonce: new Uint8Array(16).fill(fields.nonceFill),
+      issuedAtMs: now,
+      expiresMs: now + 60_000,
+    }),
+  );
+}
+
 describe("signed commands on a simulated mesh", () => {
   it("an operator's command reaches every member once and every signed result comes back", async () => {
     mesh = await createMesh({ nodes: N, seed: 21, latencyMs: 1, jitterMs: 2 });
@@ -96,18 +117,7 @@ describe("signed commands on a simulated mesh", () => {
     m.nodes[0]!.node.onResult((r) => results.push(r));
 
     const now = m.clock.now();
-    const command = sealEnvelope(
-      operator,
-      MessageType.Command,
-      encodePayload(MessageType.Command, {
-        selector: { ring: 0 },
-        action: "exec",
-        args: ["uptime"],
-        nonce: new Uint8Array(16).fill(1),
-        issuedAtMs: now,
-        expiresMs: now + 60_000,
-      }),
-    );
+    const command = signedCommand(operator, now, { selector: { ring: 0 }, args: ["uptime"], nonceFill: 1 });
     const commandId = envelopeIdKey(command)!;
     expect(m.nodes[0]!.node.relay(command)).toBe(true);
     expect(m.nodes[0]!.node.relay(command)).toBe(false); // the same bytes again: a duplicate
@@ -132,18 +142,7 @@ describe("signed commands on a simulated mesh", () => {
     }
 
     // A node key may not command: every member refuses it, counted.
-    const rogueCommand = sealEnvelope(
-      m.nodes[5]!.identity,
-      MessageType.Command,
-      encodePayload(MessageType.Command, {
-        selector: {},
-        action: "exec",
-        args: ["rm", "-rf", "/"],
-        nonce: new Uint8Array(16).fill(2),
-        issuedAtMs: now,
-        expiresMs: now + 60_000,
-      }),
-    );
+    const rogueCommand = signedCommand(m.nodes[5]!.identity, now, { args: ["rm", "-rf", "/"], nonceFill: 2 });
     expect(m.nodes[9]!.node.relay(rogueCommand)).toBe(false);
     expect(m.nodes[9]!.node.counters.get("rejected:not-an-operator")).toBe(1);
     m.run(2_000);
@@ -177,18 +176,7 @@ describe("signed commands on a simulated mesh", () => {
     const answered = new Set<string>();
     origin.node.onResult((r) => answered.add(r.sender));
     const now = m.clock.now();
-    const command = sealEnvelope(
-      operator,
-      MessageType.Command,
-      encodePayload(MessageType.Command, {
-        selector: {},
-        action: "exec",
-        args: ["true"],
-        nonce: new Uint8Array(16).fill(3),
-        issuedAtMs: now,
-        expiresMs: now + 60_000,
-      }),
-    );
+    const command = signedCommand(operator, now, { args: ["true"], nonceFill: 3 });
     expect(origin.node.relay(command)).toBe(true);
     m.run(20);
     setLinks(false); // back up at once: only the frames of those 20 ms were lost
@@ -216,18 +204,7 @@ describe("signed commands on a simulated mesh", () => {
     for (const x of m.nodes) x.node.onCommand((c) => delivered.get(x.index)!.push(c.id));
     const now = m.clock.now();
     const command = (action: string, fill: number) =>
-      sealEnvelope(
-        viewer,
-        MessageType.Command,
-        encodePayload(MessageType.Command, {
-          selector: {},
-          action,
-          args: action === "exec" ? ["id"] : [],
-          nonce: new Uint8Array(16).fill(fill),
-          issuedAtMs: now,
-          expiresMs: now + 60_000,
-        }),
-      );
+      signedCommand(viewer, now, { action, args: action === "exec" ? ["id"] : [], nonceFill: fill });
     const refused = (x: (typeof m.nodes)[number]) => x.node.counters.get("rejected:viewer-may-not-exec");
 
     const list = command("child.list", 4);
