@@ -209,21 +209,22 @@ export class Reader {
   string(maxBytes: number, what = "string"): string {
     const n = this.u16(what);
     if (n > maxBytes) throw new LimitExceededError(`${what}: ${n} bytes exceeds ${maxBytes}`);
-    const b = this.fixed(n, what);
-    // Short ASCII (topics, labels, addresses) is most of what arrives: decode it without
-    // TextDecoder's per-call cost. Anything else goes through the strict decoder.
+    const at = this.take(n, what);
+    // Short ASCII (topics, labels, addresses) is most of what arrives: decode it in place, without
+    // a view or TextDecoder's per-call cost. Anything else goes through the strict decoder.
     if (n <= ASCII_FAST_PATH_BYTES) {
+      const b = this.buf;
       let ascii = "";
-      let i = 0;
-      for (; i < n; i++) {
+      let i = at;
+      for (; i < at + n; i++) {
         const c = b[i] as number;
         if (c >= 0x80) break;
         ascii += String.fromCharCode(c);
       }
-      if (i === n) return ascii;
+      if (i === at + n) return ascii;
     }
     try {
-      return utf8Decoder.decode(b);
+      return utf8Decoder.decode(this.buf.subarray(at, at + n));
     } catch (cause) {
       throw new InvalidUtf8Error(`${what}: invalid UTF-8`, { cause });
     }
