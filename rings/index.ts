@@ -9,6 +9,7 @@ export * from "./command-rights.ts";
 export * from "./counters.ts";
 export * from "./gossip.ts";
 export * from "./ingest.ts";
+export * from "./ingest-batch.ts";
 export * from "./membership.ts";
 export * from "./membership-config.ts";
 export * from "./membership-types.ts";

@@ -9,7 +9,8 @@
  * A Command passes the cheap check when its sender may command at all; once it is verified and its
  * action decoded, the per-action rule (command-rights.ts) refuses what this sender may not do, so a
  * viewer's `exec` is neither delivered nor forwarded, on any node. Every refusal is counted with its
- * reason.
+ * reason. The three steps (`screen`, `verifyScreened`, `admit`) are exported so that a batch can run
+ * them in phases (ingest-batch.ts).
  */
 import {
   type Certificate,
@@ -102,11 +103,30 @@ export function isMemberOf(cert: Certificate, ring: Ring): boolean {
   return (cert.ring === ring || cert.ring === ring + 1) && hasRole(cert, "node");
 }
 
+/** An envelope that passed every check before its signature's: what `screen` hands on to verify. */
+export interface Screened {
+  readonly id: string;
+  readonly envelope: Envelope;
+  readonly hops: number;
+  readonly sender: string;
+  readonly standing: Standing;
+}
+
 /**
  * Take one envelope through the pipeline. Returns the accepted message, or null after counting why
  * it was dropped (`duplicate`, or `rejected:<reason>`). Never throws on bad input.
  */
 export function ingest(ctx: IngestContext, bytes: Uint8Array, hops: number, nowMs: number): Accepted | null {
+  const screened = screen(ctx, bytes, hops, nowMs);
+  if (screened === null) return null;
+  return verifyScreened(ctx, screened) ? admit(ctx, screened) : null;
+}
+
+/**
+ * The checks before the signature's: id → dedup → decode → standing → authorize. Returns what the
+ * signature check needs, or null after counting why the envelope was dropped.
+ */
+export function screen(ctx: IngestContext, bytes: Uint8Array, hops: number, nowMs: number): Screened | null {
   const id = envelopeIdKey(bytes);
   if (id === null) return reject(ctx, "malformed-envelope");
   if (ctx.hasSeen(id)) {
@@ -124,7 +144,22 @@ export function ingest(ctx: IngestContext, bytes: Uint8Array, hops: number, nowM
   if (standing !== ROOT && typeof standing === "string") return reject(ctx, standing);
   const refusal = authorize(standing, envelope.type, ctx.ring);
   if (refusal !== null) return reject(ctx, refusal);
-  if (!(ctx.verify ?? verifyEnvelope)(envelope)) return reject(ctx, "bad-signature");
+  return { id, envelope, hops, sender, standing };
+}
+
+/** The signature check of a screened envelope; a failure is counted as `rejected:bad-signature`. */
+export function verifyScreened(ctx: IngestContext, screened: Screened): boolean {
+  if ((ctx.verify ?? verifyEnvelope)(screened.envelope)) return true;
+  reject(ctx, "bad-signature");
+  return false;
+}
+
+/**
+ * The checks after a good signature: decode the payload against its schema, then the per-action
+ * command rule. Returns the accepted message (counted `accepted`), or null after counting why not.
+ */
+export function admit(ctx: IngestContext, screened: Screened): Accepted | null {
+  const { envelope, standing } = screened;
   let payload: PayloadOf<MessageType>;
   try {
     payload = decodePayload(envelope.type, envelope.payload);
@@ -137,6 +172,7 @@ export function ingest(ctx: IngestContext, bytes: Uint8Array, hops: number, nowM
     if (actionRefusal !== null) return reject(ctx, actionRefusal);
   }
   ctx.counters.inc("accepted");
+  const { id, hops, sender } = screened;
   return { id, envelope, payload, hops, sender, standing };
 }
 
