@@ -128,7 +128,9 @@ export const nodesCommand: CommandSpec = {
     "Every member the local node knows, with its state from membership (alive, suspect, dead, left, " +
     "revoked) and what its certificate says (ring, compartment, tiers), as a tree: each node is " +
     "indented under the node that certified it (its issuer), e.g. a ring-1 node under the seed " +
-    "that started it.",
+    "that started it. A ring-1 node also lists the members of the network it hosts for the ring-2 " +
+    "nodes it certified; a node known only by its certificate (a ring-2 node seen from a seed) has " +
+    "state unknown: nobody here probes it, and commands reach it through its issuer.",
   options: { ...DAEMON_OPTIONS },
   jsonOutput:
     '{"meshId", "nodes": [{"id", "fingerprint", "self", "addr", "state", "certificate": {"ring", "roles", "compartment", "tiers", "issuer", "expiresMs"} | null}]}',
