@@ -1,7 +1,7 @@
 /**
  * What the supervisor saves per child (`child:<name>` in the `children` sublevel), what it reports
  * (`ChildInfo`) and the events it emits. The record holds everything needed to run the child again
- * after an agent restart: the checked spec, strategy, restart policy and health checks, its port and
+ * after an agent restart: the checked spec, strategy, restart policy and health checks, its ports and
  * directory, what the operator wants (running, stopped, removed), the driver's last handle and the
  * restart policy's history. Each change is written as one store batch.
  */
@@ -36,7 +36,10 @@ export interface ChildRecord {
   readonly strategy: string;
   readonly restartPolicy: RestartPolicy;
   readonly health: readonly HealthCheck[];
+  /** The first port of its block (PORT). */
   readonly port: number;
+  /** How many consecutive ports from `port` it holds; absent in records made before blocks: 1. */
+  readonly portCount?: number;
   /** The child's own directory (0700). */
   readonly dir: string;
   readonly createdMs: number;
@@ -76,6 +79,7 @@ export const childRecordSchema = v.object({
   restartPolicy: v.record(v.string(), v.unknown()),
   health: v.array(v.record(v.string(), v.unknown())),
   port: v.pipe(count, v.minValue(1), v.maxValue(65_535)),
+  portCount: v.optional(v.pipe(count, v.minValue(1))),
   dir: v.pipe(v.string(), v.minLength(1)),
   createdMs: count,
   desired: v.picklist(["running", "stopped", "removed"]),
@@ -104,7 +108,10 @@ export type ChildPhase = "starting" | "running" | "backoff" | "stopping" | "stop
 export interface ChildInfo {
   readonly name: string;
   readonly strategy: string;
+  /** Its PORT: the first of the ports it holds. */
   readonly port: number;
+  /** How many consecutive ports from `port` it holds (1 for most children). */
+  readonly portCount: number;
   readonly dir: string;
   readonly phase: ChildPhase;
   /** Combined status of its health checks during a run; null when not running. */

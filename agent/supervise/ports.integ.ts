@@ -5,7 +5,12 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type NodeStore, openStore } from "../store/store.ts";
-import { NameTakenError, PortRangeExhaustedError, SupervisorConfigError } from "./errors.ts";
+import {
+  InvalidSpecError,
+  NameTakenError,
+  PortRangeExhaustedError,
+  SupervisorConfigError,
+} from "./errors.ts";
 import { checkPortRange, hostPortFree, PortAllocator, type PortProbe, portKey } from "./ports.ts";
 
 const T0 = 1_800_000_000_000;
@@ -27,15 +32,29 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function listenAnywhere(host = "::"): Promise<number> {
+function listenAnywhere(host = "::", port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
-    server.listen({ port: 0, host }, () => {
+    server.listen({ port, host }, () => {
       servers.push(server);
       resolve((server.address() as { port: number }).port);
     });
   });
+}
+
+/**
+ * Five ports, first..first+4, below the kernel's ephemeral range (so other tests' connections do not
+ * land there), with this test listening on first + 1 and the other four free on the host.
+ */
+async function rangeWithListenerSecond(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = 20_000 + 5 * Math.floor(Math.random() * 2_000);
+    const others = [first, first + 2, first + 3, first + 4];
+    if (!(await Promise.all(others.map(hostPortFree))).every(Boolean)) continue;
+    if ((await listenAnywhere("::", first + 1).catch(() => 0)) === first + 1) return first;
+  }
+  throw new Error("found no five free ports in 20000..29999 to test with");
 }
 
 describe("PortAllocator", () => {
@@ -129,5 +148,115 @@ describe("PortAllocator", () => {
     expect(() => checkPortRange({ firstPort: 10, lastPort: 70_000 })).toThrow(/lastPort must be a port/);
     expect(() => checkPortRange({ firstPort: 20, lastPort: 10 })).toThrow(/range is empty/);
     expect(() => checkPortRange({ firstPort: 1.5, lastPort: 10 })).toThrow(SupervisorConfigError);
+  });
+});
+
+/** The ports stored for `child`, as keys of the store, sorted. */
+async function storedPortsOf(child: string): Promise<number[]> {
+  const rows = await store.listJson("children", "port:", v.object({ child: v.string() }));
+  return rows
+    .filter(([, a]) => a.child === child)
+    .map(([key]) => Number(key.slice("port:".length)))
+    .sort((a, b) => a - b);
+}
+
+describe("PortAllocator blocks", () => {
+  it("allocates consecutive ports, each stored, and never overlaps another child's", async () => {
+    const ports = await PortAllocator.open(store, RANGE, { isPortFree: allFree });
+    const one = await ports.allocate("one", T0);
+    const block = await ports.allocateBlock("ringd", 5, T0);
+    const two = await ports.allocate("two", T0);
+    const ringdPorts = [block, block + 1, block + 2, block + 3, block + 4];
+    expect(ports.portsOf("ringd")).toEqual(ringdPorts);
+    expect(ports.portOf("ringd")).toBe(block);
+    expect(await storedPortsOf("ringd")).toEqual(ringdPorts);
+    expect(ringdPorts).not.toContain(one);
+    expect(ringdPorts).not.toContain(two);
+    expect(block + 4).toBeLessThanOrEqual(RANGE.lastPort);
+    await expect(ports.allocateBlock("ringd", 5, T0)).rejects.toThrow(NameTakenError);
+    await expect(ports.allocateBlock("ringd", 5, T0)).rejects.toThrow(`${block}-${block + 4}`);
+  });
+
+  it("a free single port does not satisfy a block: fragmentation is refused by name of the block size", async () => {
+    // 40100..40109: every other port allocated leaves five free ports, none two in a row.
+    const ports = await PortAllocator.open(
+      store,
+      { firstPort: 40_100, lastPort: 40_109 },
+      { isPortFree: allFree },
+    );
+    for (let i = 0; i < 10; i++) await ports.allocate(`c${i}`, T0);
+    for (let i = 1; i < 10; i += 2) await ports.release(`c${i}`);
+    const err = await ports.allocateBlock("ringd", 5, T0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PortRangeExhaustedError);
+    expect((err as Error).message).toMatch(/no block of 5 consecutive free ports in 40100\.\.40109/);
+    expect((err as Error).message).toMatch(/5 allocated to children/);
+    expect(ports.portsOf("ringd")).toEqual([]);
+    expect(await storedPortsOf("ringd")).toEqual([]);
+    // A single port still fits, and once c2..c6 are gone a block of 5 fits exactly there.
+    expect(await ports.allocate("single", T0)).toBeGreaterThanOrEqual(40_100);
+    await ports.release("single");
+    for (const c of ["c2", "c4", "c6"]) await ports.release(c);
+    expect(await ports.allocateBlock("ringd", 5, T0)).toBe(40_102);
+  });
+
+  it("a block that cannot fit in the range at all is refused with the range's size", async () => {
+    const ports = await PortAllocator.open(
+      store,
+      { firstPort: 40_100, lastPort: 40_103 },
+      { isPortFree: allFree },
+    );
+    await expect(ports.allocateBlock("ringd", 5, T0)).rejects.toThrow(
+      /block of 5 consecutive ports does not fit in the node's range 40100\.\.40103 \(4 ports\)/,
+    );
+    await expect(ports.allocateBlock("ringd", 0, T0)).rejects.toThrow(InvalidSpecError);
+    await expect(ports.allocateBlock("ringd", 2.5, T0)).rejects.toThrow(/1\.\.64 consecutive ports/);
+  });
+
+  it("release frees the whole block with the caller's deletes, and the ports are handed out again", async () => {
+    const range = { firstPort: 40_100, lastPort: 40_104 };
+    const ports = await PortAllocator.open(store, range, { isPortFree: allFree });
+    const block = await ports.allocateBlock("ringd", 5, T0, (first) => [
+      { type: "put", sublevel: "children", key: "child:ringd", value: { port: first } },
+    ]);
+    expect(await store.getJson("children", "child:ringd", v.object({ port: v.number() }))).toEqual({
+      port: block,
+    });
+    await expect(ports.allocate("app", T0)).rejects.toThrow(PortRangeExhaustedError);
+    expect(await ports.release("ringd", [{ type: "del", sublevel: "children", key: "child:ringd" }])).toBe(
+      40_100,
+    );
+    expect(await storedPortsOf("ringd")).toEqual([]);
+    expect(await store.getJson("children", "child:ringd", v.unknown())).toBeUndefined();
+    expect(ports.allocations().size).toBe(0);
+    expect(await ports.allocateBlock("again", 5, T0)).toBe(40_100);
+  });
+
+  it("a block is recovered whole after a restart, and not handed out again", async () => {
+    const range = { firstPort: 40_100, lastPort: 40_111 };
+    const ports = await PortAllocator.open(store, range, { isPortFree: allFree });
+    const block = await ports.allocateBlock("ringd", 5, T0);
+    await store.close();
+
+    store = await openStore(dir);
+    const again = await PortAllocator.open(store, range, { isPortFree: allFree });
+    expect(again.portsOf("ringd")).toEqual([block, block + 1, block + 2, block + 3, block + 4]);
+    const others = await Promise.all(
+      Array.from({ length: range.lastPort - range.firstPort + 1 - 5 }, (_, i) =>
+        again.allocate(`app${i}`, T0),
+      ),
+    );
+    for (const p of others) expect(p < block || p > block + 4).toBe(true);
+    await expect(again.allocate("one-too-many", T0)).rejects.toThrow(PortRangeExhaustedError);
+    expect(await again.release("ringd")).toBe(block);
+    expect(again.portsOf("ringd")).toEqual([]);
+  });
+
+  it("skips a block that holds a port something else on the host listens on (real probe)", async () => {
+    const first = await rangeWithListenerSecond();
+    const ports = await PortAllocator.open(store, { firstPort: first, lastPort: first + 4 }, {});
+    // The only block of 3 that avoids the listener on first + 1 starts just after it.
+    expect(await ports.allocateBlock("ringd", 3, T0)).toBe(first + 2);
+    await expect(ports.allocateBlock("other", 2, T0)).rejects.toThrow(/1 in use by other programs/);
+    expect(ports.portsOf("other")).toEqual([]);
   });
 });

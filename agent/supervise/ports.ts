@@ -1,17 +1,25 @@
 /**
- * The port allocator: every child gets one port of the node's range (config `firstPort..lastPort`),
- * exported to it as PORT. Allocations live in the store's `children` sublevel under `port:NNNNN`, so
- * a port is never handed out twice, across agent restarts too; allocations are serialised in this
- * process (the store is locked to one process), and each is written together with the caller's own
- * operations in one batch, so a child record and its port appear or vanish together.
+ * The port allocator: every child gets a block of consecutive ports of the node's range (config
+ * `firstPort..lastPort`) — one port for most, more for a child that listens on several (a ringd child:
+ * agent/node/ringd-ports.ts) — the first of which is exported to it as PORT. Each port of a block is
+ * its own entry in the store's `children` sublevel under `port:NNNNN`, naming the child, so a port is
+ * never handed out twice, across agent restarts too, and a block is released whole. Allocations are
+ * serialised in this process (the store is locked to one process), and each is written together with
+ * the caller's own operations in one batch, so a child record and its ports appear or vanish together.
  *
  * Ports that something else on the host is already listening on are skipped (probed by binding the
- * dual-stack wildcard address), but not recorded: they are tried again next time.
+ * dual-stack wildcard address), but not recorded: they are tried again next time. A block is handed
+ * out only when every one of its ports is free, both here and on the host.
  */
 import { createServer } from "node:net";
 import * as v from "valibot";
 import type { NodeStore, StoreOp } from "../store/store.ts";
-import { NameTakenError, PortRangeExhaustedError, SupervisorConfigError } from "./errors.ts";
+import {
+  InvalidSpecError,
+  NameTakenError,
+  PortRangeExhaustedError,
+  SupervisorConfigError,
+} from "./errors.ts";
 
 /** The ports a node may hand to its children, both ends included. */
 export interface PortRange {
@@ -25,7 +33,7 @@ export type PortProbe = (port: number) => Promise<boolean>;
 /** Key prefix of port allocations in the `children` sublevel. */
 export const PORT_KEY_PREFIX = "port:";
 
-/** What is stored per allocated port. */
+/** What is stored per allocated port (each port of a block alike). */
 export interface PortAllocation {
   readonly child: string;
   readonly allocatedMs: number;
@@ -55,6 +63,23 @@ export function checkPortRange(range: PortRange): PortRange {
       `port range is empty: firstPort ${firstPort} is above lastPort ${lastPort}`,
     );
   return { firstPort, lastPort };
+}
+
+/** Most ports one child may hold: a block is for the few ports a program listens on, not a range. */
+export const MAX_CHILD_PORTS = 64;
+
+/** Throw InvalidSpecError unless `count` is a whole number of ports, 1..MAX_CHILD_PORTS. */
+export function checkPortCount(count: number): number {
+  if (!Number.isSafeInteger(count) || count < 1 || count > MAX_CHILD_PORTS)
+    throw new InvalidSpecError(
+      `a child holds 1..${MAX_CHILD_PORTS} consecutive ports, got ${String(count)}; ask for fewer`,
+    );
+  return count;
+}
+
+/** "40100", or "40100-40104" for a block of 5: a child's ports as messages and listings show them. */
+export function portBlockText(firstPort: number, count: number): string {
+  return count <= 1 ? String(firstPort) : `${firstPort}-${firstPort + count - 1}`;
 }
 
 function tryListen(port: number, host: string): Promise<string | null> {
@@ -115,10 +140,16 @@ export class PortAllocator {
     return allocator;
   }
 
-  /** The port `child` holds, if any. */
+  /** The port `child` holds (the first of its block), if any. */
   portOf(child: string): number | undefined {
-    for (const [port, allocation] of this.#byPort) if (allocation.child === child) return port;
-    return undefined;
+    return this.portsOf(child)[0];
+  }
+
+  /** Every port `child` holds, lowest first; empty if none. */
+  portsOf(child: string): number[] {
+    const held: number[] = [];
+    for (const [port, allocation] of this.#byPort) if (allocation.child === child) held.push(port);
+    return held.sort((a, b) => a - b);
   }
 
   /** Every allocation, by port. */
@@ -128,58 +159,101 @@ export class PortAllocator {
 
   /**
    * Allocate a port to `child` and write it, with the operations `withOps(port)` returns, in one
-   * batch. PortRangeExhaustedError when no port is left (nothing is written), NameTakenError if the
-   * child already holds one. If the batch fails nothing is allocated.
+   * batch: `allocateBlock` of one port.
    */
   allocate(child: string, nowMs: number, withOps: (port: number) => StoreOp[] = () => []): Promise<number> {
+    return this.allocateBlock(child, 1, nowMs, withOps);
+  }
+
+  /**
+   * Allocate `count` consecutive ports to `child` and write every one of them, with the operations
+   * `withOps(firstPort)` returns, in one batch; resolves to the first port. PortRangeExhaustedError
+   * when no `count` ports in a row are free (nothing is written), NameTakenError if the child already
+   * holds ports, InvalidSpecError if `count` is not a whole number of ports. If the batch fails
+   * nothing is allocated.
+   */
+  allocateBlock(
+    child: string,
+    count: number,
+    nowMs: number,
+    withOps: (firstPort: number) => StoreOp[] = () => [],
+  ): Promise<number> {
     return this.#serial(async () => {
-      const held = this.portOf(child);
-      if (held !== undefined) throw new NameTakenError(`child "${child}" already holds port ${held}`);
-      const port = await this.#findFree();
+      checkPortCount(count);
+      const held = this.portsOf(child);
+      if (held.length > 0)
+        throw new NameTakenError(
+          `child "${child}" already holds ports ${portBlockText(held[0]!, held.length)}`,
+        );
+      const first = await this.#findFreeBlock(count);
       const allocation: PortAllocation = { child, allocatedMs: nowMs };
+      const ports = Array.from({ length: count }, (_, i) => first + i);
       await this.#store.batch([
-        { type: "put", sublevel: "children", key: portKey(port), value: allocation },
-        ...withOps(port),
+        ...ports.map(
+          (port): StoreOp => ({ type: "put", sublevel: "children", key: portKey(port), value: allocation }),
+        ),
+        ...withOps(first),
       ]);
-      this.#byPort.set(port, allocation);
-      this.#cursor = port === this.range.lastPort ? this.range.firstPort : port + 1;
-      return port;
+      for (const port of ports) this.#byPort.set(port, allocation);
+      const next = first + count;
+      this.#cursor = next > this.range.lastPort ? this.range.firstPort : next;
+      return first;
     });
   }
 
   /**
-   * Release the port `child` holds, deleting it in one batch with `withOps`. Resolves to the port
-   * released, or undefined if the child held none (then only `withOps` is written).
+   * Release every port `child` holds, deleting them in one batch with `withOps`. Resolves to the
+   * first port released, or undefined if the child held none (then only `withOps` is written).
    */
   release(child: string, withOps: readonly StoreOp[] = []): Promise<number | undefined> {
     return this.#serial(async () => {
-      const port = this.portOf(child);
-      const ops: StoreOp[] =
-        port === undefined ? [] : [{ type: "del", sublevel: "children", key: portKey(port) }];
+      const held = this.portsOf(child);
+      const ops: StoreOp[] = held.map((port) => ({ type: "del", sublevel: "children", key: portKey(port) }));
       ops.push(...withOps);
       if (ops.length > 0) await this.#store.batch(ops);
-      if (port !== undefined) this.#byPort.delete(port);
-      return port;
+      for (const port of held) this.#byPort.delete(port);
+      return held[0];
     });
   }
 
-  async #findFree(): Promise<number> {
+  /**
+   * The first port of `count` consecutive ones that are neither allocated nor busy on the host, the
+   * search starting at the cursor and wrapping around. Each port is probed at most once per search.
+   */
+  async #findFreeBlock(count: number): Promise<number> {
     const { firstPort, lastPort } = this.range;
     const size = lastPort - firstPort + 1;
-    let busyOnHost = 0;
-    let allocated = 0;
-    for (let i = 0; i < size; i++) {
-      const port = firstPort + ((this.#cursor - firstPort + i) % size);
-      if (this.#byPort.has(port)) {
-        allocated++;
-        continue;
-      }
-      if (await this.#isPortFree(port)) return port;
-      busyOnHost++;
+    const onHost = new Map<number, boolean>();
+    const usable = async (port: number): Promise<boolean> => {
+      if (this.#byPort.has(port)) return false;
+      const known = onHost.get(port);
+      if (known !== undefined) return known;
+      const free = await this.#isPortFree(port);
+      onHost.set(port, free);
+      return free;
+    };
+    const starts = size - count + 1; // where a block may begin: firstPort .. lastPort - count + 1
+    const from = this.#cursor - firstPort < starts ? this.#cursor - firstPort : 0;
+    for (let i = 0; i < starts; i++) {
+      const first = firstPort + ((from + i) % starts);
+      let k = 0;
+      while (k < count && (await usable(first + k))) k++;
+      if (k === count) return first;
     }
+    const allocated = [...this.#byPort.keys()].filter((p) => p >= firstPort && p <= lastPort).length;
+    const busyOnHost = [...onHost.values()].filter((free) => !free).length;
+    const where = `in ${firstPort}..${lastPort}: ${allocated} allocated to children, ${busyOnHost} in use by other programs on this host`;
+    if (count === 1)
+      throw new PortRangeExhaustedError(
+        `no free port ${where}; remove a child or widen the node's port range`,
+      );
+    const rest = size - allocated - busyOnHost;
     throw new PortRangeExhaustedError(
-      `no free port in ${firstPort}..${lastPort}: ${allocated} allocated to children, ${busyOnHost} in use ` +
-        `by other programs on this host; remove a child or widen the node's port range`,
+      count > size
+        ? `a block of ${count} consecutive ports does not fit in the node's range ${firstPort}..${lastPort} ` +
+            `(${size} ports); widen the node's port range`
+        : `no block of ${count} consecutive free ports ${where}, and the other ${rest} are not ${count} in a row; ` +
+            "remove a child or widen the node's port range",
     );
   }
 

@@ -89,6 +89,7 @@ export class SupervisedChild {
       name: r.spec.name,
       strategy: r.strategy,
       port: r.port,
+      portCount: r.portCount ?? 1,
       dir: r.dir,
       phase: this.#phase,
       health: this.#live === null ? null : (this.#monitor?.status ?? null),

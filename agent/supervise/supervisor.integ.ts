@@ -234,6 +234,34 @@ describe("Supervisor with the proc driver", () => {
     expect(other.port).toBe(info.port);
   });
 
+  it("a child asking for a block holds all its ports, across an agent restart, until it is removed", async () => {
+    // Bookkeeping only (none of them starts): every port counts as free on the host.
+    const options = { ports: { firstPort, lastPort: firstPort + 6 }, isPortFree: async () => true };
+    const s = await openSupervisor(options);
+    const app = await s.create({ ...httpChild("app"), start: false });
+    const ringd = await s.create({ ...httpChild("ringd"), portCount: 5, start: false });
+    expect([app.portCount, ringd.portCount]).toEqual([1, 5]);
+    expect(ringd.port).toBe(firstPort + 1);
+    const err = await s.create({ ...httpChild("pair"), portCount: 2, start: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PortRangeExhaustedError);
+    expect((err as Error).message).toMatch(/no block of 2 consecutive free ports/);
+    await s.close();
+    await store.close();
+
+    store = await openStore(stateDir);
+    const again = await openSupervisor(options);
+    expect(again.get("ringd")).toMatchObject({ port: firstPort + 1, portCount: 5 });
+    const last = await again.create({ ...httpChild("last"), start: false });
+    expect(last.port).toBe(firstPort + 6);
+    await expect(again.create({ ...httpChild("more"), start: false })).rejects.toThrow(
+      PortRangeExhaustedError,
+    );
+    await again.remove("ringd");
+    expect(await store.listJson("children", "port:", v.unknown())).toHaveLength(2);
+    const pair = await again.create({ ...httpChild("pair"), portCount: 2, start: false });
+    expect(pair.port).toBe(firstPort + 1);
+  });
+
   it("refuses a bad request and changes nothing", async () => {
     const s = await openSupervisor();
     await s.create({ ...httpChild("taken"), start: false });
@@ -254,6 +282,7 @@ describe("Supervisor with the proc driver", () => {
         /health check 1: .*path/,
       ],
       [{ ...httpChild("Bad Name") }, InvalidSpecError, /child name/],
+      [{ ...httpChild("e"), portCount: 0 }, InvalidSpecError, /1\.\.64 consecutive ports, got 0/],
     ];
     for (const [request, errorClass, message] of refusals) {
       const err = await s.create(request).catch((e: unknown) => e);

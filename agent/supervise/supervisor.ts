@@ -4,7 +4,7 @@
  * port — and changes nothing when it refuses; when the first start of a new child fails, the creation
  * is undone and the driver's error is thrown, so `create` either leaves a started child or nothing.
  * Each child's record and driver handle live in the store's `children` sublevel, written in one batch
- * per change (the port with the record). Files: child-layout.ts (the child's directory and, beside
+ * per change (the ports with the record). Files: child-layout.ts (the child's directory and, beside
  * it, its log).
  *
  * On `open` it reads the records back and asks each child's driver to `recover` the saved run: a
@@ -59,7 +59,7 @@ import {
 } from "./errors.ts";
 import { type HealthCheckInput, healthChecks } from "./health.ts";
 import type { Prober } from "./health-probe.ts";
-import { PortAllocator, type PortProbe, type PortRange } from "./ports.ts";
+import { checkPortCount, PortAllocator, type PortProbe, type PortRange } from "./ports.ts";
 import { type DriverRegistry, driverRegistry, isClosableDriver } from "./registry.ts";
 import { EMPTY_RESTART_HISTORY, type RestartPolicy, restartPolicy } from "./restart-policy.ts";
 import { childSpec } from "./spec.ts";
@@ -102,6 +102,11 @@ export interface CreateChildRequest {
   readonly strategy: string;
   readonly restartPolicy?: Partial<RestartPolicy>;
   readonly health?: readonly HealthCheckInput[];
+  /**
+   * How many consecutive ports it gets (default 1): for a program listening on several, at fixed
+   * offsets from PORT (the first of them), such as a ringd child (agent/node/ringd-ports.ts).
+   */
+  readonly portCount?: number;
   /** Start it at once (default true). */
   readonly start?: boolean;
 }
@@ -163,6 +168,7 @@ export class Supervisor {
       );
     const policy = restartPolicy(request.restartPolicy ?? {});
     const health = healthChecks(request.health ?? []);
+    const portCount = checkPortCount(request.portCount ?? 1);
     if (this.#children.has(name) || this.#pending.has(name))
       throw new NameTakenError(
         `a child named "${name}" already exists on this node; remove it first or pick another name`,
@@ -180,7 +186,7 @@ export class Supervisor {
       await makeChildLayout(layout);
       let record: ChildRecord | undefined;
       try {
-        await this.#ports.allocate(name, this.#o.clock.now(), (port) => {
+        await this.#ports.allocateBlock(name, portCount, this.#o.clock.now(), (port) => {
           record = {
             version: CHILD_RECORD_VERSION,
             spec,
@@ -188,6 +194,7 @@ export class Supervisor {
             restartPolicy: policy,
             health,
             port,
+            portCount,
             dir: layout.dir,
             createdMs: this.#o.clock.now(),
             desired: request.start === false ? "stopped" : "running",
