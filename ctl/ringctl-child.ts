@@ -6,6 +6,7 @@
  * command line is in child-request.ts; following logs in child-follow.ts.
  */
 import { verifyChildEvent } from "../agent/node/child-protocol.ts";
+import { portBlockText } from "../agent/supervise/ports.ts";
 import { fingerprint, keyFromHex } from "../protocol/index.ts";
 import { followChildLogs } from "./child-follow.ts";
 import {
@@ -44,6 +45,8 @@ type Child = {
   phase: string;
   pid: number | null;
   port: number;
+  /** Absent in answers of nodes from before port blocks: 1. */
+  portCount?: number;
   restarts: number;
   health: string | null;
 };
@@ -87,9 +90,13 @@ function report(
   return exitOf(outcome, ctx);
 }
 
-const CHILD_HEADER = "NODE                  NAME             STRATEGY  STATE    PID     PORT  RESTARTS";
+/** A child's PORT, or its whole block ("40100-40104") when it holds several. */
+export const childPortsText = (c: { port: number; portCount?: number }) =>
+  portBlockText(c.port, c.portCount ?? 1);
+
+const CHILD_HEADER = "NODE                  NAME             STRATEGY  STATE    PID     PORT        RESTARTS";
 const childLine = (node: string, c: Child) =>
-  `${node.padEnd(20)}  ${c.name.padEnd(16)} ${c.strategy.padEnd(9)} ${c.phase.padEnd(8)} ${String(c.pid ?? "-").padEnd(7)} ${String(c.port).padEnd(5)} ${c.restarts}`;
+  `${node.padEnd(20)}  ${c.name.padEnd(16)} ${c.strategy.padEnd(9)} ${c.phase.padEnd(8)} ${String(c.pid ?? "-").padEnd(7)} ${childPortsText(c).padEnd(11)} ${c.restarts}`;
 
 /** `ringctl child create`. */
 export const childCreateCommand: CommandSpec = {
@@ -116,7 +123,7 @@ export const childCreateCommand: CommandSpec = {
       variadic: true,
     },
   ],
-  jsonOutput: `${RESULTS_JSON}; an answer is {"child": {"name", "strategy", "port", "phase", "pid", "restarts", "health", ...}}`,
+  jsonOutput: `${RESULTS_JSON}; an answer is {"child": {"name", "strategy", "port", "portCount", "phase", "pid", "restarts", "health", ...}}`,
   exitCodes: MESH_EXIT_CODES,
   examples: [
     {
@@ -138,7 +145,7 @@ export const childCreateCommand: CommandSpec = {
     return report(ctx, outcome, (a) => {
       const c = a.answer.child as Child;
       return [
-        `created ${c.name} on ${shortNode(a.fingerprint)}: ${c.strategy}, port ${c.port}, pid ${c.pid ?? "-"} (${c.phase})`,
+        `created ${c.name} on ${shortNode(a.fingerprint)}: ${c.strategy}, port ${childPortsText(c)}, pid ${c.pid ?? "-"} (${c.phase})`,
       ];
     });
   },
@@ -151,9 +158,10 @@ export const childListCommand: CommandSpec = {
   description:
     "Sign a child.list command (a viewer key is enough: list and logs are the commands a viewer may send) and show each " +
     "node's children: name, strategy, state (starting, running, backoff, stopping, stopped, failed), pid, " +
-    "port and automatic restarts.",
+    "port (FIRST-LAST for a child holding a block of ports, such as a ringd child: see 'ringctl node create') " +
+    "and automatic restarts.",
   options: MESH_OPTIONS,
-  jsonOutput: `${RESULTS_JSON}; an answer is {"children": [{"name", "strategy", "port", "phase", "health", "pid", "startedMs", "restarts", "restartAtMs", "gaveUp", "lastExit", "dir"}]}`,
+  jsonOutput: `${RESULTS_JSON}; an answer is {"children": [{"name", "strategy", "port", "portCount", "phase", "health", "pid", "startedMs", "restarts", "restartAtMs", "gaveUp", "lastExit", "dir"}]}`,
   exitCodes: MESH_EXIT_CODES,
   examples: [
     { command: "ringctl child list", description: "Every child of every node." },

@@ -6,10 +6,18 @@
  * `exec`, `revoke`).
  */
 import { parsePortRangeText, RemoteCallError } from "../agent/daemon/index.ts";
+import {
+  CHILD_NETWORK_PORT_OFFSET,
+  JOIN_PORT_OFFSET,
+  NATS_PORT_OFFSET,
+  NATS_ROUTE_PORT_OFFSET,
+  RINGD_PORT_BLOCK,
+} from "../agent/node/ringd-ports.ts";
 import type { CommandSpec } from "./cli.ts";
 import { DAEMON_OPTIONS } from "./daemon-client.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
+import { childPortsText } from "./ringctl-child.ts";
 import { call, parseDuration } from "./ringctl-mesh.ts";
 
 const list = (v: unknown): string[] =>
@@ -40,8 +48,11 @@ export const nodeCreateCommand: CommandSpec = {
     "compartment given, writes it into the child's own directory (mode 0600; never on a command line), " +
     "and starts the child, which joins with it, stores its own key and certificate in its directory, and " +
     "deletes the token. Restarts (by the supervisor, or after this ringd restarts) need no token: the " +
-    "child starts with its own key. The child listens for peers on the port allocated to it (PORT) and for " +
-    "joins on the port after; --child-ports gives it a range of its own for its children, outside this " +
+    `child starts with its own key. The child is allocated a block of ${RINGD_PORT_BLOCK} consecutive ports from this ` +
+    `node's range, PORT to PORT+${RINGD_PORT_BLOCK - 1}: it listens for peers on PORT, for joins on ` +
+    `PORT+${JOIN_PORT_OFFSET} and, as a ring-1 node, for its ring-2 nodes on PORT+${CHILD_NETWORK_PORT_OFFSET} ` +
+    `(PORT+${NATS_PORT_OFFSET} and PORT+${NATS_ROUTE_PORT_OFFSET} are a seed's NATS ports, unused by it); no ` +
+    "other child gets any of them. --child-ports gives it a range of its own for its children, outside this " +
     "node's. It then shows in 'ringctl nodes' under this node, and in 'ringctl child list' as NAME.\n\n" +
     "Strategies as for 'ringctl child create': unix-user (its own system user; its children, run by it " +
     "with proc, share that user), jail, proc. A ring-1 ringd under unix-user or jail is not root and can " +
@@ -83,7 +94,7 @@ export const nodeCreateCommand: CommandSpec = {
   },
   arguments: [{ name: "NAME", description: "The child's name (also the new node's name).", required: true }],
   jsonOutput:
-    '{"child": {"name", "strategy", "port", "dir", "phase", "pid", ...}, "ring", "tokenId", "tokenExpiresMs"}',
+    '{"child": {"name", "strategy", "port", "portCount", "dir", "phase", "pid", ...}, "ring", "tokenId", "tokenExpiresMs"}',
   exitCodes: [ExitCode.TargetFailed, ExitCode.Unreachable, ExitCode.Refused],
   examples: [
     {
@@ -121,11 +132,18 @@ export const nodeCreateCommand: CommandSpec = {
         throw new CliError(`${err.remoteName}: ${err.message}`, ExitCode.TargetFailed, { cause: err });
       throw err;
     }
-    const c = r.child as { name: string; strategy: string; port: number; pid: number | null; phase: string };
+    const c = r.child as {
+      name: string;
+      strategy: string;
+      port: number;
+      portCount?: number;
+      pid: number | null;
+      phase: string;
+    };
     ctx.result(
       r,
       () =>
-        `started ring-${r.ring} node ${c.name} (${c.strategy}, port ${c.port}, pid ${c.pid ?? "-"}, ${c.phase}); ` +
+        `started ring-${r.ring} node ${c.name} (${c.strategy}, ports ${childPortsText(c)}, pid ${c.pid ?? "-"}, ${c.phase}); ` +
         `it joins with token ${String(r.tokenId).slice(0, 8)}…; see it with 'ringctl nodes'`,
     );
     return ExitCode.Ok;

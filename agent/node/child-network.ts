@@ -2,7 +2,7 @@
  * The children's network. DESIGN.md: a node of ring N talks on ring N's network and on its parent's.
  * A ring-N issuer (N ≥ 1) therefore hosts, besides its seat on its parent's network, the network of
  * the ring-(N+1) nodes it certifies: a second MeshNode with the same key, on its own ZeroMQ endpoint
- * (the listen port + CHILD_NETWORK_PORT_OFFSET), sealed with a secret of its own, made here on first
+ * (the listen port + CHILD_NETWORK_PORT_OFFSET, ringd-ports.ts), sealed with a secret of its own, made here on first
  * start and kept in the store, and handed (sealed to each joiner's key) to the nodes it admits.
  *
  * One network per issuer, not one per ring mesh-wide: the apps of one ring-1 machine meet their own
@@ -21,9 +21,7 @@ import { MeshNode } from "../mesh-node.ts";
 import { RING_SECRET_BYTES, sealed } from "../transport/sealed.ts";
 import type { ZeromqTransport } from "../transport/zeromq.ts";
 import type { KnownMember, MeshIdentity, MeshState } from "./mesh-state.ts";
-
-/** The children's network listens on the node's listen port plus this (join: +1, NATS: +2, +3). */
-export const CHILD_NETWORK_PORT_OFFSET = 4;
+import { CHILD_NETWORK_PORT_OFFSET } from "./ringd-ports.ts";
 
 /** An issuer's network for the nodes it certifies. */
 export interface ChildNetwork {

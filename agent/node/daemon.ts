@@ -44,6 +44,7 @@ import { controlHandlers } from "./control-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
 import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
 import type { DaemonTransport, NatsLink } from "./nats-link.ts";
+import { JOIN_PORT_OFFSET } from "./ringd-ports.ts";
 import { ROOT_KEY_FILE } from "./seed.ts";
 import { selfHostHandlers } from "./self-host-api.ts";
 
@@ -208,7 +209,7 @@ export class Daemon {
       const { zeromq } = await import("../transport/zeromq.ts");
       ({ serveJoins } = await import("./join.ts"));
       join = await zeromq({ identity, authorize: () => true, advertiseHost })({
-        listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port === 0 ? 0 : port + 1}`,
+        listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port === 0 ? 0 : port + JOIN_PORT_OFFSET}`,
       });
       tokens = new TokenIssuer({
         store: store.tokens,

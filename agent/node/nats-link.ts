@@ -2,7 +2,7 @@
  * ringd on the NATS transport: how a node finds, trusts and uses its mesh's nats-servers.
  *
  * - Every ring-0 seed runs Debian's `nats-server` as a supervised child in `<dataDir>/nats/`:
- *   clients on its listen port + NATS_PORT_OFFSET (joins stay on + 1), routes from other seeds'
+ *   clients on its listen port + NATS_PORT_OFFSET (ringd-ports.ts), routes from other seeds'
  *   servers on + NATS_ROUTE_PORT_OFFSET. The server admits the nkeys of every certified, unrevoked
  *   node key the seed holds, each allowed to subscribe only to its own subject
  *   (`natsMemberPermissions`). When trust changes (a join, a revocation) the seed reloads the list,
@@ -58,6 +58,7 @@ import type { MeshState, StoredNatsLink } from "./mesh-state.ts";
 import { fetchPinnedNatsCa, NatsCaFetchError, readNatsCaFile } from "./nats-ca.ts";
 import { certificateSha256, RoutePeerBook } from "./nats-routes.ts";
 import { type SeedRoutes, seedRoutes } from "./nats-seed-routes.ts";
+import { NATS_PORT_OFFSET, NATS_ROUTE_PORT_OFFSET } from "./ringd-ports.ts";
 import { ROOT_KEY_FILE } from "./seed.ts";
 
 export {
@@ -71,10 +72,7 @@ export {
 export { certificateSha256, NATS_ROUTE_TOPIC } from "./nats-routes.ts";
 export { NATS_RELOAD_DEBOUNCE_MS, NATS_ROUTE_ANNOUNCE_INTERVAL_MS } from "./nats-seed-routes.ts";
 
-/** The seed's nats-server listens on the node's listen port plus this (joins use + 1). */
-export const NATS_PORT_OFFSET = 2;
-/** The seed's nats-server takes routes from other seeds' servers on the listen port plus this. */
-export const NATS_ROUTE_PORT_OFFSET = 3;
+export { NATS_PORT_OFFSET, NATS_ROUTE_PORT_OFFSET } from "./ringd-ports.ts";
 /** The seed's nats-server keeps its config, certificate and pid file in `<dataDir>/<this>`. */
 export const NATS_DATA_DIR = "nats";
 /** How long a starting node keeps trying to reach the server (it may be restarting). */

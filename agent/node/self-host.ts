@@ -23,8 +23,11 @@
  * deletes the file; on every later start (a restart by the supervisor, a recovery after the parent
  * restarted) it just starts, with the node's own key: no token is needed again.
  *
- * A ringd child is an issuer (ring 1) and so listens on PORT for peers and on PORT + 1 for joins;
- * its own children get ports from the range given here, which must not overlap its parent's.
+ * A ringd child listens on more than PORT: on PORT + 1 for joins (it is an issuer) and on PORT + 4
+ * for the children's network it hosts (ringd-ports.ts). It is therefore allocated the whole block
+ * PORT .. PORT + RINGD_PORT_BLOCK - 1 (the supervisor's portCount), so its parent hands none of those
+ * ports to another child. Its own children get ports from the range given here, which must not
+ * overlap its parent's range, and so not its own block either (which lies in that range).
  */
 import { constants as fsc } from "node:fs";
 import { open } from "node:fs/promises";
@@ -41,6 +44,7 @@ import type {
   RestartPolicy,
 } from "../supervise/index.ts";
 import { checkGrantable } from "./admit.ts";
+import { RINGD_PORT_BLOCK } from "./ringd-ports.ts";
 import { checkLabels } from "./seed.ts";
 import { JAIL_STRATEGY, type RingdLauncher, ringdLauncher } from "./self-host-launcher.ts";
 
@@ -138,7 +142,8 @@ const overlaps = (a: PortRange, b: PortRange) => a.firstPort <= b.lastPort && b.
 
 /**
  * The child's own port range, checked: whole ports, first <= last, not overlapping `parent`'s range
- * (from which the child's listen port comes). RingdChildRequestError otherwise.
+ * (from which the child's whole block of listen ports comes, so it cannot overlap those either).
+ * RingdChildRequestError otherwise.
  */
 export function checkRingdChildPorts(range: PortRange, parent: PortRange): PortRange {
   const { firstPort, lastPort } = range ?? {};
@@ -263,16 +268,10 @@ export async function createRingdChild(
     strategy: request.strategy,
     ...(request.restartPolicy !== undefined ? { restartPolicy: request.restartPolicy } : {}),
     ...(request.health !== undefined ? { health: request.health } : {}),
+    portCount: RINGD_PORT_BLOCK,
     start: false,
   });
   if (!isAbsolute(created.dir)) throw new SelfHostError(`the supervisor gave a relative dir ${created.dir}`);
-  if (overlaps({ firstPort: created.port, lastPort: created.port + 1 }, childPorts)) {
-    await deps.supervisor.remove(request.name);
-    fail(
-      `the child's port range ${childPorts.firstPort}-${childPorts.lastPort} holds its own listen ` +
-        `port ${created.port} or join port ${created.port + 1}; give it a range outside those`,
-    );
-  }
   let minted: CreatedToken | undefined;
   try {
     minted = await deps.tokens.create({ ring, tiers, compartment, ttlMs, uses: 1 }, deps.nowMs());

@@ -5,7 +5,9 @@
  * a ring-2 app (the HTTP fixture, strategy `proc`: a ring-1 agent under unix-user is not root) that
  * answers on the port ring 1 allocated. kill -9 of the ring-1 agent: the seed restarts it and it comes
  * back with its own key, no new token. kill -9 of the seed: on restart it recovers its ring-1 child
- * (same pid), which kept its app. Ring 1 starts a ring-2 ringd the same way, and it joins.
+ * (same pid), which kept its app. Ring 1 starts a ring-2 ringd the same way, and it joins. Each
+ * ringd child is allocated the whole block of ports it listens on (peers, joins, its children's
+ * network), so the seed's next child gets none of them.
  *
  * unix-user rather than jail: a jailed ring-1 agent is its pid namespace's init side, so its ring-2
  * apps die with it by construction and could never be recovered with the same pid.
@@ -22,6 +24,11 @@ import { chmod, mkdtemp, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectControl } from "../../agent/daemon/index.ts";
+import {
+  CHILD_NETWORK_PORT_OFFSET,
+  JOIN_PORT_OFFSET,
+  RINGD_PORT_BLOCK,
+} from "../../agent/node/ringd-ports.ts";
 import { RINGD_CHILD_STATE_DIR, RINGD_CHILD_TOKEN_FILE } from "../../agent/node/self-host.ts";
 import { detectCgroups } from "../../agent/supervise/cgroup-layout.ts";
 import { processesOfUid, readProcessUid } from "../../agent/supervise/linux-process.ts";
@@ -49,7 +56,14 @@ let ring1Key: string;
 let ring2State: string;
 let ring2Key: string;
 
-type Child = { name: string; phase: string; pid: number | null; port: number; restarts: number };
+type Child = {
+  name: string;
+  phase: string;
+  pid: number | null;
+  port: number;
+  portCount: number;
+  restarts: number;
+};
 type NodeRow = { id: string; state: string; certificate: { ring: number; issuer: string } | null };
 
 async function ctl(args: string[]): Promise<Ran> {
@@ -210,6 +224,42 @@ describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", 
     expect(existsSync(join(ring1Dir, RINGD_CHILD_TOKEN_FILE))).toBe(false);
   });
 
+  it("the ring-1 ringd holds every port it listens on as one block; the seed's next child gets none of them", async () => {
+    const ring1 = await childOf(seedKey, NAME);
+    expect(RINGD_PORT_BLOCK).toBe(5);
+    expect([ring1.port, ring1.portCount]).toEqual([SEED_CHILD_PORTS.firstPort, RINGD_PORT_BLOCK]);
+    const block = Array.from({ length: RINGD_PORT_BLOCK }, (_, i) => ring1.port + i);
+    // It really listens on its peer, join and children's-network ports, all inside the block.
+    for (const offset of [0, JOIN_PORT_OFFSET, CHILD_NETWORK_PORT_OFFSET])
+      await eventually(async () => expect(await listeners(ring1.port + offset)).toBeGreaterThan(0), slow);
+    const text = (await ctl(["child", "list", "--node", seedKey])).stdout;
+    expect(text).toMatch(
+      new RegExp(`${NAME}\\s+unix-user\\s+running\\s+\\d+\\s+${block[0]}-${block.at(-1)}\\s`),
+    );
+    // An ordinary child of the seed, created after it, is handed the first port past the block.
+    const r = await ctl([
+      "child",
+      "create",
+      "next",
+      "--node",
+      seedKey,
+      "--strategy",
+      "proc",
+      "--",
+      "/bin/sleep",
+      "600",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    try {
+      const next = await childOf(seedKey, "next");
+      expect(next.portCount).toBe(1);
+      expect(block).not.toContain(next.port);
+    } finally {
+      const removed = await ctl(["child", "remove", "next", "--node", seedKey]);
+      expect(removed.code, removed.stderr).toBe(0);
+    }
+  });
+
   it("the child's state is its own: its user's, unreadable by others, its key never on a command line", async () => {
     const { user } = await findAccount(USER);
     expect(user).toBeDefined();
@@ -294,8 +344,9 @@ describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", 
       name: "r2",
       strategy: "proc",
       childPorts: { firstPort: P + 30, lastPort: P + 39 },
-    })) as { ring: number; child: { dir: string } };
+    })) as { ring: number; child: { dir: string; portCount: number } };
     expect(made.ring).toBe(2);
+    expect(made.child.portCount).toBe(RINGD_PORT_BLOCK);
     ring2State = join(made.child.dir, RINGD_CHILD_STATE_DIR);
     const status = await eventually(() => control(ring2State, "status"), slow);
     expect(status.ring).toBe(2);
