@@ -2,7 +2,8 @@
  * A 50/50 partition of a thousand real MeshNodes, then the heal, on virtual time (see mesh.sim.ts
  * for the harness). The costliest scenario of the suite — each side declares 500 members dead, then
  * 1,000 refutations cross the healed cut — so it has a file of its own (its own worker) and a longer
- * timeout: about 3–7 minutes of one core here, depending on load. It became affordable, and the
+ * timeout: about 3–7 minutes of one core here, 16 with the machine's two cores loaded 3.5× over
+ * (the timeout is 30 minutes for that reason; CI allows 90 for the whole run). It became affordable, and the
  * heal calm, once membership relayed only news and kept suspicions and deaths out of anti-entropy
  * (before that: ~8 minutes of CPU for the split alone, and alive counts dipping to ~200 of 1,000
  * right after the heal).
@@ -86,5 +87,5 @@ describe(`partition of ${N} simulated nodes`, () => {
     expect(converged()).toBe(true);
     expect(tookMs).toBeLessThan(HEAL_WITHIN_MS);
     expect(fewestAlive).toBeGreaterThanOrEqual(n / 2);
-  }, 900_000);
+  }, 1_800_000);
 });
