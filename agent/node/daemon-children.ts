@@ -21,6 +21,7 @@ const NOTABLE: ReadonlySet<SupervisorEvent["kind"]> = new Set([
   "removed",
   "gave-up",
   "unhealthy",
+  "swept",
 ]);
 
 /** What openDaemonSupervisor needs. */

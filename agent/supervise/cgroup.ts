@@ -32,6 +32,12 @@ export interface CgroupPlacement {
   readonly nodes: readonly CgroupNode[];
 }
 
+/** Where the group `relPath` is (or would be) in every hierarchy of `layout`; changes nothing. */
+export function cgroupPlacement(layout: CgroupLayout, relPath: string): CgroupPlacement {
+  checkRelPath(relPath);
+  return { nodes: layout.hierarchies.map((h) => ({ ...h, relPath })) };
+}
+
 /** The directory of each node of `placement`. */
 export function cgroupDirs(placement: CgroupPlacement): string[] {
   return placement.nodes.map((n) => join(n.mountPath, n.relPath));
@@ -130,7 +136,7 @@ export async function createCgroup(
 ): Promise<CgroupPlacement> {
   checkEnforceable(layout, limits);
   checkRelPath(relPath);
-  const placement: CgroupPlacement = { nodes: layout.hierarchies.map((h) => ({ ...h, relPath })) };
+  const placement = cgroupPlacement(layout, relPath);
   if (opts.adoptUid !== undefined) {
     const pids = await cgroupPids(placement);
     if (pids.length > 0 && (await allRunAs(pids, opts.adoptUid))) {

@@ -30,5 +30,9 @@ describe("childRecordSchema", () => {
       }),
     );
     expect(v.parse(childRecordSchema, stored).spec).toEqual(spec);
+    // Written before `launching` existed: read as no start under way; one written with it keeps it.
+    expect(v.parse(childRecordSchema, stored).launching).toBeNull();
+    const launching = { atMs: 5, runId: "0b7e6c1e-2f55-4c1c-9d3a-4f1f0c8e2a11" };
+    expect(v.parse(childRecordSchema, { ...stored, launching }).launching).toEqual(launching);
   });
 });

@@ -4,6 +4,11 @@
  * after an agent restart: the checked spec, strategy, restart policy and health checks, its ports and
  * directory, what the operator wants (running, stopped, removed), the driver's last handle and the
  * restart policy's history. Each change is written as one store batch.
+ *
+ * `launching` is written before the driver starts a run and cleared in the same write that saves the
+ * run's handle: an agent killed between the two leaves a record saying which run to sweep
+ * (LaunchSweeper) before it starts another. It is optional in layout version 1 (records written
+ * before it existed read as null; an older agent reading a newer record drops it).
  */
 import * as v from "valibot";
 import type { ChildExit, ChildHandle, ChildSpec } from "./driver.ts";
@@ -27,6 +32,12 @@ export type DesiredState = "running" | "stopped" | "removed";
 export interface GiveUp {
   readonly atMs: number;
   readonly reason: string;
+}
+
+/** A start under way: its run's mark (StartRequest.runId) and when it began. */
+export interface LaunchMark {
+  readonly atMs: number;
+  readonly runId: string;
 }
 
 /** One child as saved. */
@@ -53,6 +64,8 @@ export interface ChildRecord {
   readonly gaveUp: GiveUp | null;
   /** How the latest run ended, in words; null while none has. */
   readonly lastExit: string | null;
+  /** Set while a start is under way and its handle not yet saved; absent or null otherwise. */
+  readonly launching?: LaunchMark | null;
 }
 
 const count = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
@@ -92,6 +105,10 @@ export const childRecordSchema = v.object({
   restarts: count,
   gaveUp: v.nullable(v.object({ atMs: count, reason: v.string() })),
   lastExit: v.nullable(v.string()),
+  launching: v.optional(
+    v.nullable(v.object({ atMs: count, runId: v.pipe(v.string(), v.minLength(1), v.maxLength(64)) })),
+    null,
+  ),
 });
 
 /**
@@ -146,6 +163,14 @@ export type SupervisorEvent =
       readonly kind: "restart-scheduled";
       readonly name: string;
       readonly delayMs: number;
+      readonly atMs: number;
+    }
+  | {
+      readonly kind: "swept";
+      readonly name: string;
+      /** The interrupted run's mark, and how many processes it had left that were ended. */
+      readonly runId: string;
+      readonly ended: number;
       readonly atMs: number;
     }
   | { readonly kind: "stopped"; readonly name: string; readonly atMs: number }

@@ -5,7 +5,14 @@
  * the driver's own named error (MissingBinaryError, InvalidSpecError ...) back to its caller when the
  * first start of a new child fails, and undo the creation.
  */
-import type { ChildHandle, Driver, StartRequest } from "./driver.ts";
+import {
+  type ChildHandle,
+  type Driver,
+  isLaunchSweeper,
+  type LaunchSweeper,
+  type StartRequest,
+  type SweepRequest,
+} from "./driver.ts";
 import { UnknownStrategyError } from "./errors.ts";
 
 /** A driver for a strategy that is not registered any more: every use says so. */
@@ -28,12 +35,13 @@ export function missingDriver(strategy: string, known: readonly string[]): Drive
 
 /**
  * `driver`, delegated method by method (drivers keep private fields, so no prototype tricks), with
- * every start error passed to `onStartError` with the child's name before it is rethrown.
+ * every start error passed to `onStartError` with the child's name before it is rethrown. The
+ * LaunchSweeper ability is passed on when the driver has it.
  */
 export function startErrorRecorder(
   driver: Driver,
   onStartError: (name: string, error: unknown) => void,
-): Driver {
+): Driver & Partial<LaunchSweeper> {
   return {
     name: driver.name,
     validate: (spec) => driver.validate(spec),
@@ -49,5 +57,6 @@ export function startErrorRecorder(
     stop: (handle, timeoutMs, signal) => driver.stop(handle, timeoutMs, signal),
     recover: (handle) => driver.recover(handle),
     cleanup: (handle) => driver.cleanup(handle),
+    ...(isLaunchSweeper(driver) ? { sweep: (request: SweepRequest) => driver.sweep(request) } : {}),
   };
 }

@@ -44,7 +44,16 @@ export interface StartRequest {
   readonly dir: string;
   /** Open file descriptor or path where the child's stdout and stderr go (log capture). */
   readonly logPath: string;
+  /**
+   * This run's mark, saved by the supervisor before it calls `start`. The driver puts it, as
+   * CHILD_RUN_ENV, into the environment of the host processes it starts, so that `sweep` can find
+   * them if the agent dies before it saves the handle. Absent: the run carries no mark.
+   */
+  readonly runId?: string;
 }
+
+/** The environment variable naming a run (StartRequest.runId) in the processes a driver starts. */
+export const CHILD_RUN_ENV = "ENJIN_CHILD_RUN";
 
 /**
  * A running (or finished) child as the driver knows it. `state` is opaque to everyone but the
@@ -96,6 +105,34 @@ export interface Driver {
 /** Optional ability: the driver can report resource use of a running child. */
 export interface UsageReporter {
   usage(handle: ChildHandle): Promise<{ readonly memoryBytes: number; readonly pids: number }>;
+}
+
+/** What `sweep` is told about a start that was interrupted: the child, and the mark of that run. */
+export interface SweepRequest {
+  readonly spec: ChildSpec;
+  /** The child's directory, as the interrupted start was given it. */
+  readonly dir: string;
+  /** The interrupted run's StartRequest.runId. */
+  readonly runId: string;
+}
+
+/**
+ * Optional ability: end what a start left running when the agent died after `start` began and
+ * before the supervisor saved its handle (so `recover` has nothing to find it by). Without it a
+ * restarted agent could start a second copy beside an orphaned first one.
+ */
+export interface LaunchSweeper {
+  /**
+   * End (SIGKILL) every process the interrupted start of `request.runId` left behind, found by the
+   * run's mark or by what the driver owns for this child alone; resolves, once they are gone, with
+   * how many it ended (0 when the start had left nothing).
+   */
+  sweep(request: SweepRequest): Promise<number>;
+}
+
+/** True when `driver` has the LaunchSweeper ability. */
+export function isLaunchSweeper(driver: Driver): driver is Driver & LaunchSweeper {
+  return typeof (driver as Partial<LaunchSweeper>).sweep === "function";
 }
 
 /** Shared services a driver factory receives (no globals: many agents may live in one process). */

@@ -64,3 +64,7 @@ export class GuestChannelError extends SuperviseError {
 export class QmpError extends SuperviseError {
   override readonly reason = "qmp";
 }
+/** Processes an interrupted start left behind were still there after the sweep's time (the message names them). */
+export class LeftoverProcessError extends SuperviseError {
+  override readonly reason = "leftover-process";
+}

@@ -20,6 +20,11 @@
  * Stopping: the signal goes to the child's process group (bwrap's `--new-session` makes the jail's
  * pid 1 a session leader whose group the child joins); after the timeout the jail's pid 1 is killed,
  * which takes every process in its pid namespace with it.
+ *
+ * Sweeping an interrupted start (the agent died before it saved the handle): the shim is spawned with
+ * the run's mark (CHILD_RUN_ENV) as its only environment, which bwrap's outer process and the jail's
+ * pid 1 keep in theirs (bwrap clears only the child's), so `sweep` finds them by it and kills them,
+ * and the jail with them; with a per-child user it also kills everything running as that uid.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, readFileSync } from "node:fs";
@@ -34,7 +39,9 @@ import type {
   Driver,
   DriverFactory,
   DriverServices,
+  LaunchSweeper,
   StartRequest,
+  SweepRequest,
 } from "./driver.ts";
 import {
   ChildRunningError,
@@ -85,7 +92,8 @@ import {
   readBootId,
   readProcess,
 } from "./linux-process.ts";
-import { deriveUserName, ensureUser, removeUser } from "./unix-user-account.ts";
+import { runMarkEnv, sweepRun } from "./run-sweep.ts";
+import { deriveUserName, ensureUser, ownChildUid, removeUser } from "./unix-user-account.ts";
 import { checkRequestPaths, type HostTools, resolveHostTools } from "./unix-user-host.ts";
 
 /** Options of the jail driver. */
@@ -128,7 +136,7 @@ export function jail(opts: JailOptions = {}): DriverFactory {
   return (services) => new JailDriver(opts, own, services);
 }
 
-class JailDriver implements Driver {
+class JailDriver implements Driver, LaunchSweeper {
   readonly name = "jail";
   #root: RootEntry[] | undefined;
   #host: HostTools | undefined;
@@ -146,6 +154,10 @@ class JailDriver implements Driver {
     this.#root ??= await probeRoot(SYSTEM_ROOT_PATHS);
     const { agentStateDir } = this.services;
     return jailView({ root: this.#root, optionalPaths: ETC_PATHS, roBinds, dir, agentStateDir });
+  }
+
+  #userPrefix(): string {
+    return this.opts.userPrefix ?? DEFAULT_JAIL_USER_PREFIX;
   }
 
   async #alive(pid: number, startTicks: number, bootId: string): Promise<boolean> {
@@ -187,10 +199,7 @@ class JailDriver implements Driver {
     const env = jailEnv(spec, request.port, dir);
     const given = spec.command[0] as string;
     const wanted = given.startsWith("./") ? posix.join(dir, given) : given;
-    const user =
-      this.opts.uid === undefined
-        ? deriveUserName(this.opts.userPrefix ?? DEFAULT_JAIL_USER_PREFIX, spec.name)
-        : null;
+    const user = this.opts.uid === undefined ? deriveUserName(this.#userPrefix(), spec.name) : null;
     const host = this.#host as HostTools;
     const account =
       user === null
@@ -248,7 +257,7 @@ class JailDriver implements Driver {
     try {
       child = spawn(this.own.bash, argv, {
         cwd: "/",
-        env: {},
+        env: runMarkEnv(request.runId),
         detached: true,
         stdio: ["ignore", log.fd, log.fd, "pipe", "pipe", "pipe", "pipe"],
       });
@@ -362,6 +371,13 @@ class JailDriver implements Driver {
   async recover(handle: ChildHandle): Promise<ChildHandle | null> {
     const state = readJailState(handle);
     return (await this.#alive(handle.pid, state.shimStartTicks, state.bootId)) ? handle : null;
+  }
+
+  async sweep(request: SweepRequest): Promise<number> {
+    const { spec, runId } = request;
+    if (this.opts.uid !== undefined) return sweepRun(runId); // a shared uid: only the marks say whose
+    const uid = await ownChildUid(deriveUserName(this.#userPrefix(), spec.name), spec.name);
+    return sweepRun(runId, async () => (uid === null ? [] : processesOfUid(uid)));
   }
 
   async cleanup(handle: ChildHandle): Promise<void> {

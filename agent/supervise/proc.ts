@@ -10,6 +10,10 @@
  *   process only if all three match, never a recycled pid. A recovered child is not the agent's own
  *   child, so `wait` polls /proc for it and cannot know its exit status.
  *
+ * - The child's environment also holds its run's mark (CHILD_RUN_ENV), which its descendants inherit:
+ *   when the agent died before it saved the handle, `sweep` ends the marked processes and the process
+ *   groups they lead (the child's own group holds those that replaced their environment).
+ *
  * Limits cannot be enforced (use unix-user or jail): a spec with limits is refused.
  */
 import { spawn } from "node:child_process";
@@ -17,7 +21,16 @@ import { closeSync, readFileSync } from "node:fs";
 import { access, constants, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { openChildLogFd } from "./child-log.ts";
-import type { ChildExit, ChildHandle, ChildSpec, Driver, DriverFactory, StartRequest } from "./driver.ts";
+import type {
+  ChildExit,
+  ChildHandle,
+  ChildSpec,
+  Driver,
+  DriverFactory,
+  LaunchSweeper,
+  StartRequest,
+  SweepRequest,
+} from "./driver.ts";
 import {
   ChildStartError,
   InvalidSpecError,
@@ -25,6 +38,7 @@ import {
   SuperviseError,
   UnenforceableLimitError,
 } from "./errors.ts";
+import { runMarkEnv, sweepRun } from "./run-sweep.ts";
 import { childSpec } from "./spec.ts";
 
 /** Registry name of this strategy. */
@@ -145,7 +159,7 @@ export function proc(options: ProcOptions = {}): DriverFactory {
 }
 
 /** A proc driver; prefer the `proc(options)` factory. `close()` stops its polling. */
-export class ProcDriver implements Driver {
+export class ProcDriver implements Driver, LaunchSweeper {
   readonly name = PROC_DRIVER_NAME;
   readonly #path: string;
   readonly #pollMs: number;
@@ -186,7 +200,13 @@ export class ProcDriver implements Driver {
   async start(request: StartRequest): Promise<ChildHandle> {
     const { spec, port, dir, logPath } = request;
     await this.validate(spec);
-    const env: Record<string, string> = { PATH: this.#path, ...spec.env, PORT: String(port), HOME: dir };
+    const env: Record<string, string> = {
+      PATH: this.#path,
+      ...spec.env,
+      PORT: String(port),
+      HOME: dir,
+      ...runMarkEnv(request.runId),
+    };
     const binary = await resolveBinary(spec.command[0]!, env.PATH!);
     const bootId = this.#boot();
     const fd = openChildLogFd(logPath);
@@ -309,6 +329,11 @@ export class ProcDriver implements Driver {
   async cleanup(handle: ChildHandle): Promise<void> {
     const s = procState(handle);
     if (!this.#alive(handle.pid, s)) killGroup(s.pgid, "SIGKILL");
+  }
+
+  /** End the marked processes of an interrupted start, and their process groups. */
+  sweep(request: SweepRequest): Promise<number> {
+    return sweepRun(request.runId);
   }
 
   /** Stop polling recovered children (their pending waits never resolve). Children keep running. */

@@ -7,7 +7,7 @@ import {
   type ChildRecord,
   type SupervisorEvent,
 } from "./child-record.ts";
-import type { ChildExit, ChildHandle, Driver, StartRequest } from "./driver.ts";
+import type { ChildExit, ChildHandle, Driver, LaunchSweeper, StartRequest, SweepRequest } from "./driver.ts";
 import { ChildStartError, MissingBinaryError } from "./errors.ts";
 import { EMPTY_RESTART_HISTORY, restartPolicy } from "./restart-policy.ts";
 import { SupervisedChild } from "./supervised-child.ts";
@@ -18,6 +18,9 @@ const T0 = 1_800_000_000_000;
 class ScriptedDriver implements Driver {
   readonly name = "scripted";
   readonly starts: StartRequest[] = [];
+  /** The records saved so far when each start was called. */
+  readonly savedAtStart: ChildRecord[][] = [];
+  readonly recovers: number[] = [];
   readonly stops: number[] = [];
   readonly exits = new Map<number, (exit: ChildExit) => void>();
   readonly waits = new Map<number, Promise<ChildExit>>();
@@ -28,6 +31,7 @@ class ScriptedDriver implements Driver {
   async validate(): Promise<void> {}
   async start(request: StartRequest): Promise<ChildHandle> {
     const error = this.startErrors.shift();
+    this.savedAtStart.push([...saved]);
     if (error !== undefined) throw error;
     this.starts.push(request);
     return this.#handle(this.#nextPid++, request.spec.name);
@@ -45,6 +49,7 @@ class ScriptedDriver implements Driver {
     return this.wait(handle);
   }
   async recover(handle: ChildHandle): Promise<ChildHandle | null> {
+    this.recovers.push(handle.pid);
     if (this.recoverAnswer instanceof Error) throw this.recoverAnswer;
     if (this.recoverAnswer !== null)
       this.waits.set(handle.pid, new Promise((r) => this.exits.set(handle.pid, r)));
@@ -56,6 +61,19 @@ class ScriptedDriver implements Driver {
     this.exits.get(pid)!({ code, signal: null });
   }
 }
+
+/** A scripted driver that can also sweep: sweeps are recorded and answer `sweepAnswer`. */
+class SweepingDriver extends ScriptedDriver implements LaunchSweeper {
+  readonly sweeps: SweepRequest[] = [];
+  sweepAnswer: number | Error = 0;
+  async sweep(request: SweepRequest): Promise<number> {
+    this.sweeps.push(request);
+    if (this.sweepAnswer instanceof Error) throw this.sweepAnswer;
+    return this.sweepAnswer;
+  }
+}
+
+const STALE: ChildHandle = { driver: "scripted", name: "app", version: 1, pid: 7, startedMs: T0, state: {} };
 
 const settle = async () => {
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
@@ -258,6 +276,76 @@ describe("SupervisedChild with a scripted driver on a virtual clock", () => {
     await c.close();
     clock.advance(60_000);
     await settle();
+    expect(driver.starts.length).toBe(1);
+  });
+});
+
+describe("SupervisedChild and a start the agent's death interrupted", () => {
+  it("saves the start as under way, with the mark the driver gets, before the driver starts it", async () => {
+    const c = child();
+    await c.begin();
+    const before = driver.savedAtStart[0]!.at(-1)!;
+    expect(before.handle).toBeNull();
+    expect(before.launching?.runId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(driver.starts[0]!.runId).toBe(before.launching?.runId);
+    // The same write that saves the handle clears it.
+    expect(saved.at(-1)).toMatchObject({ handle: { pid: 100 }, launching: null });
+    expect(c.record.launching).toBeNull();
+    driver.crash(100);
+    await settle();
+    clock.advance(1_000);
+    await settle();
+    expect(driver.starts[1]!.runId).not.toBe(driver.starts[0]!.runId);
+  });
+
+  it("recover sweeps the interrupted run first, never recovers the older handle, and starts once", async () => {
+    const sweeper = new SweepingDriver();
+    driver = sweeper;
+    sweeper.sweepAnswer = 2;
+    const c = child(record({ handle: STALE, launching: { atMs: T0, runId: "run-1" } }));
+    await c.recover();
+    expect(sweeper.sweeps).toEqual([{ spec: record().spec, dir: "/children/app", runId: "run-1" }]);
+    expect(sweeper.recovers).toEqual([]);
+    expect(events.map((e) => e.kind)).toEqual(["swept", "started"]);
+    expect(events[0]).toMatchObject({ runId: "run-1", ended: 2 });
+    expect(sweeper.starts.length).toBe(1);
+    expect(sweeper.savedAtStart[0]!.at(-1)!.launching?.runId).toBe(sweeper.starts[0]!.runId);
+    expect(c.info()).toMatchObject({ phase: "running", pid: 100 });
+    expect(c.record.launching).toBeNull();
+  });
+
+  it("a stopped child is swept and stays stopped; a failing sweep fails the child and starts nothing", async () => {
+    const sweeper = new SweepingDriver();
+    driver = sweeper;
+    const stopped = child(record({ desired: "stopped", launching: { atMs: T0, runId: "run-2" } }));
+    await stopped.recover();
+    expect(sweeper.sweeps.map((r) => r.runId)).toEqual(["run-2"]);
+    expect(stopped.info().phase).toBe("stopped");
+    expect(stopped.record.launching).toBeNull();
+
+    sweeper.sweepAnswer = new Error("pid 9 still there");
+    const failing = child(record({ launching: { atMs: T0, runId: "run-3" } }));
+    await failing.recover();
+    expect(sweeper.starts).toEqual([]);
+    expect(failing.info().phase).toBe("failed");
+    expect(gaveUp[0]!.reason).toBe(
+      "cannot end what its interrupted start (run run-3) left: pid 9 still there",
+    );
+    // Still marked, so the next agent (or an operator start) sweeps again before starting.
+    expect(failing.record.launching?.runId).toBe("run-3");
+    sweeper.sweepAnswer = 1;
+    await failing.start();
+    expect(sweeper.sweeps.map((r) => r.runId)).toEqual(["run-2", "run-3", "run-3"]);
+    expect(sweeper.starts.length).toBe(1);
+  });
+
+  it("a driver without the sweep ability says so, then the child starts", async () => {
+    const c = child(record({ launching: { atMs: T0, runId: "run-4" } }));
+    await c.recover();
+    expect(events[0]).toMatchObject({
+      kind: "error",
+      error: "its start (run run-4) was interrupted, and the scripted driver cannot find what it left",
+    });
     expect(driver.starts.length).toBe(1);
   });
 });

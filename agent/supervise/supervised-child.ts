@@ -4,6 +4,9 @@
  * delay, or give up and tell the supervisor). Every operation and every event of a child runs one at
  * a time on its own queue, so an exit, a health verdict, a timer and an operator's stop never
  * interleave. Each run has a number; callbacks of an earlier run are ignored.
+ *
+ * A start is saved as under way before the driver starts it; one an agent's death interrupted is swept
+ * before anything else (interrupted-start.ts).
  */
 import type { Rng } from "../../rings/index.ts";
 import type { Clock, TimerId } from "../clock.ts";
@@ -20,6 +23,7 @@ import { InvalidSpecError, MissingBinaryError, UnenforceableLimitError } from ".
 import type { HealthStatus } from "./health.ts";
 import { HealthMonitor } from "./health-monitor.ts";
 import type { Prober } from "./health-probe.ts";
+import { newLaunchMark, sweepInterruptedStart } from "./interrupted-start.ts";
 import { DEFAULT_CHILD_PATH } from "./proc.ts";
 import { describeFailure, EMPTY_RESTART_HISTORY, type RestartEvent, restartStep } from "./restart-policy.ts";
 
@@ -169,11 +173,13 @@ export class SupervisedChild {
     return this.serial(async () => {
       const r = this.#record;
       const now = this.#deps.clock.now();
+      // An interrupted start goes first; the handle saved before it is of a run that had ended.
+      if (!(await this.#sweepInterrupted())) return;
       if (r.gaveUp !== null) {
         this.#phase = "failed";
         return;
       }
-      if (r.handle !== null) {
+      if (r.handle !== null && (r.launching ?? null) === null) {
         let recovered: ChildHandle | null;
         try {
           recovered = await this.#deps.driver.recover(r.handle);
@@ -238,10 +244,32 @@ export class SupervisedChild {
     if (live !== null) await this.#deps.driver.stop(live, this.#deps.stopTimeoutMs);
   }
 
+  /** Sweep an interrupted start if the record names one; false when that failed (the child is failed). */
+  async #sweepInterrupted(): Promise<boolean> {
+    const mark = this.#record.launching ?? null;
+    if (mark === null) return true;
+    try {
+      const { driver, clock } = this.#deps;
+      this.#deps.emit(await sweepInterruptedStart(driver, this.#record, mark, () => clock.now()));
+    } catch (err) {
+      await this.#fail(`cannot end what its interrupted start (run ${mark.runId}) left: ${message(err)}`);
+      return false;
+    }
+    await this.#save({ launching: null });
+    return true;
+  }
+
   async #launch(automatic: boolean): Promise<void> {
-    if (this.#closed) return;
-    const r = this.#record;
+    if (this.#closed || !(await this.#sweepInterrupted())) return;
     this.#phase = "starting";
+    const launching = newLaunchMark(this.#deps.clock.now());
+    try {
+      await this.#save({ launching });
+    } catch (err) {
+      this.#phase = "stopped";
+      throw err;
+    }
+    const r = this.#record;
     let handle: ChildHandle;
     try {
       handle = await this.#deps.driver.start({
@@ -249,6 +277,7 @@ export class SupervisedChild {
         port: r.port,
         dir: r.dir,
         logPath: this.#deps.logPath,
+        runId: launching.runId,
       });
     } catch (err) {
       this.#deps.emit({
@@ -268,7 +297,12 @@ export class SupervisedChild {
       this.#deps.rng,
     );
     try {
-      await this.#save({ handle, history: started.history, restarts: r.restarts + (automatic ? 1 : 0) });
+      await this.#save({
+        handle,
+        launching: null,
+        history: started.history,
+        restarts: r.restarts + (automatic ? 1 : 0),
+      });
     } catch (err) {
       // Not saved, so a restarted agent could not find it: do not leave it running.
       await this.#deps.driver.stop(handle, this.#deps.stopTimeoutMs);
@@ -353,14 +387,16 @@ export class SupervisedChild {
     const r = this.#record;
     const now = this.#deps.clock.now();
     const step = restartStep(r.history, event, r.restartPolicy, now, this.#deps.rng);
+    // A failed start was undone by its driver: nothing of it is left to sweep.
+    const ended = { history: step.history, lastExit: describeFailure(event), launching: null };
     if (step.action.kind === "give-up") {
-      await this.#save({ history: step.history, lastExit: describeFailure(event) });
+      await this.#save(ended);
       await this.#fail(step.action.reason);
       return;
     }
     if (step.action.kind !== "restart") return;
     const { delayMs } = step.action;
-    await this.#save({ history: step.history, lastExit: describeFailure(event) });
+    await this.#save(ended);
     this.#phase = "backoff";
     this.#restartAtMs = now + delayMs;
     const timer: TimerId = this.#deps.clock.setTimer(delayMs, () =>

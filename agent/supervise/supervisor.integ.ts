@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { seededRng } from "../../rings/index.ts";
 import { eventually } from "../../test/support/eventually.ts";
+import { tcpListenersOn } from "../../test/support/tcp-listeners.ts";
 import { systemClock } from "../clock.ts";
 import { type NodeStore, openStore } from "../store/store.ts";
 import type { ChildGiveUpEvent, SupervisorEvent } from "./child-record.ts";
@@ -71,18 +72,6 @@ function processesIn(dir: string): number[] {
     }
   }
   return found;
-}
-
-/** Listening TCP sockets on 127.0.0.1:`port` (from /proc/net/tcp). */
-function listenersOn(port: number): number {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return readFileSync("/proc/net/tcp", "utf8")
-    .split("\n")
-    .slice(1)
-    .filter((line) => {
-      const f = line.trim().split(/\s+/);
-      return f[1]?.endsWith(hex) === true && f[3] === "0A";
-    }).length;
 }
 
 async function healthyPid(port: number): Promise<number> {
@@ -183,7 +172,7 @@ describe("Supervisor with the proc driver", () => {
     await eventually(() => expect(again.get("keep").health).toBe("healthy"));
     expect(await healthyPid(info.port)).toBe(pid);
     expect(processesIn(info.dir)).toEqual([pid]);
-    expect(listenersOn(info.port)).toBe(1);
+    expect(tcpListenersOn(info.port)).toBe(1);
 
     // The recovered child is not this agent's own: its death is still noticed and handled.
     process.kill(pid, "SIGKILL");

@@ -126,6 +126,12 @@ export function checkAccountOurs(
   }
 }
 
+/** The uid of the account enjin made for child `specName`, or null when there is none (or not ours). */
+export async function ownChildUid(userName: string, specName: string): Promise<number | null> {
+  const { user } = await findAccount(userName);
+  return user !== undefined && user.gecos === ownMark(specName) && user.uid !== 0 ? user.uid : null;
+}
+
 interface RunResult {
   readonly code: number;
   readonly stderr: string;

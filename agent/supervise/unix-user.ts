@@ -7,12 +7,16 @@
  * root-owned log file opened O_APPEND by the agent and handed over as a descriptor, so the child can
  * write its log but open nothing of the agent's. stop() and cleanup() kill everything left in the
  * cgroups and everything running as the uid, so a double-forked grandchild does not outlive its child.
+ * The shim and the child carry their run's mark (CHILD_RUN_ENV); when the agent died before it saved
+ * a start's handle, `sweep` ends the marked processes and, unless the child adopts descendants (whose
+ * earlier runs' children are kept), everything of its uid and cgroups.
  */
 import { chmod, chown, stat } from "node:fs/promises";
 import {
   type CgroupPlacement,
   cgroupEvents,
   cgroupPids,
+  cgroupPlacement,
   cgroupUsage,
   createCgroup,
   killCgroup,
@@ -27,7 +31,9 @@ import type {
   ChildSpec,
   Driver,
   DriverServices,
+  LaunchSweeper,
   StartRequest,
+  SweepRequest,
   UsageReporter,
 } from "./driver.ts";
 import {
@@ -38,6 +44,7 @@ import {
   SuperviseError,
 } from "./errors.ts";
 import { isSameProcessAlive, processesOfUid, readBootId, readProcessUid, rssBytes } from "./linux-process.ts";
+import { runMarkEnv, sweepRun } from "./run-sweep.ts";
 import {
   checkAccountOurs,
   chownTree,
@@ -46,6 +53,7 @@ import {
   ensureUser,
   findAccount,
   killUidProcesses,
+  ownChildUid,
   removeUser,
 } from "./unix-user-account.ts";
 import { checkRequestPaths, findExecutable, type HostTools, resolveHostTools } from "./unix-user-host.ts";
@@ -83,8 +91,8 @@ export interface UnixUserOptions {
   readonly killTimeoutMs?: number;
 }
 
-/** The unix-user driver: a Driver that also reports usage. */
-export type UnixUserDriver = Driver & UsageReporter;
+/** The unix-user driver: a Driver that also reports usage and sweeps interrupted starts. */
+export type UnixUserDriver = Driver & UsageReporter & LaunchSweeper;
 
 const PREFIX_PATTERN = /^[a-z][a-z0-9-]{0,15}$/;
 const DEFAULT_SCRATCH_DIRS = ["/tmp", "/var/tmp", "/dev/shm"];
@@ -204,7 +212,10 @@ class UnixUser implements UnixUserDriver {
           setpriv: tools.setpriv,
           command: spec.command,
         }),
-        env: childEnv(spec, { port: req.port, home: dir, user, path: this.path }),
+        env: {
+          ...childEnv(spec, { port: req.port, home: dir, user, path: this.path }),
+          ...runMarkEnv(req.runId),
+        },
         cwd: dir,
         logPath: req.logPath,
         placement,
@@ -267,10 +278,20 @@ class UnixUser implements UnixUserDriver {
   }
 
   /** Kill whatever is left of the child: everything running as its uid, then whatever is in its cgroups. */
-  private async sweep(s: UnixUserState): Promise<void> {
+  private async killLeftovers(s: UnixUserState): Promise<void> {
     const tools = await this.hostTools();
     if ((await findAccount(s.user)).user?.uid === s.uid) await killUidProcesses(s.uid, s.gid, tools);
     await killCgroup(await this.placementOf(s), this.killTimeoutMs);
+  }
+
+  async sweep(request: SweepRequest): Promise<number> {
+    const { spec, runId } = request;
+    const user = deriveUserName(this.prefix, spec.name);
+    const uid = adoptsDescendants(spec) ? null : await ownChildUid(user, spec.name);
+    if (uid === null) return sweepRun(runId, undefined, this.killTimeoutMs);
+    const placement = cgroupPlacement(await this.cgroups(), `${this.cgroupParent}/${user}`);
+    const owned = async () => [...(await processesOfUid(uid)), ...(await cgroupPids(placement))];
+    return sweepRun(runId, owned, this.killTimeoutMs);
   }
 
   async stop(handle: ChildHandle, timeoutMs: number, signal: NodeJS.Signals = "SIGTERM"): Promise<ChildExit> {
@@ -293,7 +314,7 @@ class UnixUser implements UnixUserDriver {
       const first = await Promise.race([exit, sleep(timeoutMs).then(() => timedOut)]);
       if (first === timedOut && (await isSameProcessAlive(handle.pid, s.startTicks))) signalTop("SIGKILL");
     }
-    await this.sweep(s);
+    await this.killLeftovers(s);
     return exit;
   }
 
@@ -321,7 +342,7 @@ class UnixUser implements UnixUserDriver {
     const tools = await this.hostTools();
     const placement = await this.placementOf(s);
     await this.serial(async () => {
-      await this.sweep(s);
+      await this.killLeftovers(s);
       if ((await findAccount(s.user)).user?.uid === s.uid) {
         // Take back what the uid owned before the uid can be handed to another account.
         if ((await stat(s.dir).catch(() => null))?.isDirectory()) await chownTree(s.dir, 0, 0, tools);

@@ -9,6 +9,8 @@
  * agent that restarts: `recover` finds it again by pid and start time and checks that its QMP monitor
  * answers. `stop` asks the guest to power off (QMP system_powerdown, the ACPI power button), then qemu
  * to quit (QMP quit), then sends the signal, then SIGKILL, sharing `timeoutMs` between the steps.
+ * qemu's environment holds the run's mark (CHILD_RUN_ENV): when the agent died before it saved a
+ * start's handle, `sweep` finds that qemu by it and kills it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { constants as fsc } from "node:fs";
@@ -21,7 +23,9 @@ import type {
   ChildSpec,
   Driver,
   DriverServices,
+  LaunchSweeper,
   StartRequest,
+  SweepRequest,
   UsageReporter,
 } from "./driver.ts";
 import {
@@ -32,6 +36,7 @@ import {
   SuperviseError,
   SupervisorConfigError,
 } from "./errors.ts";
+import { runMarkEnv, sweepRun } from "./run-sweep.ts";
 import {
   checkVmSpec,
   qemuArgs,
@@ -84,9 +89,10 @@ export interface GuestChannelReporter {
   ping(handle: ChildHandle, timeoutMs: number): Promise<void>;
 }
 
-/** The vm driver: a Driver that also reports usage and talks to its guests. */
+/** The vm driver: a Driver that also reports usage, sweeps interrupted starts and talks to its guests. */
 export type VmDriver = Driver &
   UsageReporter &
+  LaunchSweeper &
   GuestChannelReporter & {
     /** The agent is going away: close the control channels and stop polling; the VMs go on running. */
     close(): void;
@@ -205,7 +211,7 @@ class Vm implements VmDriver {
     try {
       child = spawn(qemu, args, {
         cwd: req.dir,
-        env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+        env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...runMarkEnv(req.runId) },
         stdio: ["ignore", log.fd, log.fd],
         detached: true,
       });
@@ -339,6 +345,10 @@ class Vm implements VmDriver {
       await this.wait(handle);
       return null;
     }
+  }
+
+  sweep(request: SweepRequest): Promise<number> {
+    return sweepRun(request.runId);
   }
 
   async cleanup(handle: ChildHandle): Promise<void> {

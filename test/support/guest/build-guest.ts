@@ -84,6 +84,12 @@ export interface TestGuest {
   readonly cached: boolean;
 }
 
+/** The vm spec's `driver` settings that boot `guest` (kernel, initrd, its port, append, firmware). */
+export function testGuestDriver(guest: TestGuest): Record<string, unknown> {
+  const { kernel, initrd, guestPort, append, firmware } = guest;
+  return { kernel, initrd, guestPort, append: [...append], ...(firmware === undefined ? {} : { firmware }) };
+}
+
 /** Options of `buildTestGuest`. */
 export interface BuildGuestOptions {
   /** Where downloads and built guests are kept (default $ENJIN_GUEST_CACHE or ~/.cache/enjin-guest). */
