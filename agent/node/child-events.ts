@@ -136,6 +136,8 @@ export interface ChildEventsHost {
   readonly identity: Identity;
   readonly selfCert: Certificate;
   readonly info: { readonly nodeKey: string };
+  /** The network this node hosts for its children (ring ≥ 1 issuers): their give-ups come on it. */
+  readonly childNetwork?: { readonly node: MeshNode } | undefined;
 }
 
 /** A daemon's child events: the kept log, and what to do when its own Supervisor gives up. */
@@ -155,11 +157,14 @@ export function wireChildEvents(host: ChildEventsHost): ChildEvents {
         (e) => e !== null && sender !== host.info.nodeKey && log.warn({ ...e }, "a node gave up on a child"),
       )
       .catch((err: unknown) => log.error({ err }, "could not keep a child event"));
-  listenChildEvents(
-    node,
-    CHILD_EVENT_TOPIC,
-    (b) => void keep(b.sender, node.trust.certificate(b.sender), b.data),
-  );
+  for (const network of [node, host.childNetwork?.node]) {
+    if (network === undefined) continue;
+    listenChildEvents(
+      network,
+      CHILD_EVENT_TOPIC,
+      (b) => void keep(b.sender, network.trust.certificate(b.sender), b.data),
+    );
+  }
   return {
     list: () => kept.list(),
     gaveUp(e) {

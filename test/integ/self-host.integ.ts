@@ -41,7 +41,8 @@ console.info(`ringd and ringctl run from ${procs.runner} (${procs.reason})`);
 
 const NAME = `sh-${randomBytes(3).toString("hex")}`;
 const USER = deriveUserName("enjin-", NAME);
-const P = 30_000 + 50 * Math.floor(Math.random() * 400);
+// Below the kernel's ephemeral ports (32768+), where outgoing connections of other tests would collide.
+const P = 20_000 + 50 * Math.floor(Math.random() * 250);
 const SEED_CHILD_PORTS = { firstPort: P + 10, lastPort: P + 19 };
 const RING1_CHILD_PORTS = { firstPort: P + 20, lastPort: P + 29 };
 const FIXTURE = join(procs.root, "agent", "supervise", "fixtures", "http-child.mjs");
@@ -383,6 +384,43 @@ describe("self-hosting: seed -> ring-1 ringd (unix-user) -> ring-2 app (proc)", 
     expect(out.missing).toEqual([]);
     expect(out.results.map((x) => [x.node, x.exitCode, x.verified])).toEqual([[ring2Key, 0, true]]);
   }, 60_000);
+
+  it("a child of the ring-2 ringd, created from the seed through ring 1, gives up; ring 1 hears the signed event", async () => {
+    const r = await ctl([
+      "child",
+      "create",
+      "crashy",
+      "--node",
+      ring2Key,
+      "--strategy",
+      "proc",
+      "--restart-attempts",
+      "1",
+      "--restart-delay",
+      "100ms",
+      "--restart-max-delay",
+      "200ms",
+      "--json",
+      "--timeout",
+      "20s",
+      "--",
+      "/bin/sh",
+      "-c",
+      "exit 3",
+    ]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    // ringctl at ring 1 verifies each event's signature itself.
+    const args = ["child", "events", "--json", "--data-dir", join(ring1Dir, RINGD_CHILD_STATE_DIR)];
+    await eventually(async () => {
+      const e = await procs.run("ringctl", args);
+      expect(e.code, e.stderr).toBe(0);
+      const { events } = JSON.parse(e.stdout) as {
+        events: { node: string; child: string; restarts: number; verified: boolean }[];
+      };
+      const event = events.find((x) => x.node === ring2Key && x.child === "crashy");
+      expect([event?.restarts, event?.verified]).toEqual([1, true]);
+    }, slow);
+  }, 90_000);
 
   // The ring-2 app outlives its agent on purpose; the ring-1 agent restarts into its cgroup beside
   // it (unix-user's driver.adoptDescendants, which self-host sets for ringd children).
