@@ -16,4 +16,5 @@ export * from "./limits.ts";
 export * from "./messages.ts";
 export * from "./revocation.ts";
 export * from "./schema.ts";
+export * from "./sodium.ts";
 export * from "./types.ts";

@@ -8,10 +8,11 @@
  * cannot be recovered from the issuer's state. (With a symmetric MAC whatever the issuer stores is
  * enough to check, and so to forge, a proof: that is why bootstrap/ seals it under the node's key.)
  */
-import sodium from "sodium-native";
+
 import { EncodeError } from "./errors.ts";
 import { sha256 } from "./keys.ts";
 import { MAC_BYTES, PUBLIC_KEY_BYTES, TOKEN_ID_BYTES } from "./limits.ts";
+import { sodium } from "./sodium.ts";
 import type { PublicKey } from "./types.ts";
 
 /** Domain separation for join MACs: "enjin/join/v1" then a NUL. */

@@ -9,9 +9,10 @@
  * get it delivered twice. (The holder itself can sign the same bytes again with another nonce; that
  * is a new message of its own making.) See keys.test.ts and bench/verify.ts for the measurements.
  */
-import sodium from "sodium-native";
+
 import { EncodeError } from "./errors.ts";
 import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, SEED_BYTES, SIGNATURE_BYTES } from "./limits.ts";
+import { sodium } from "./sodium.ts";
 import type { PublicKey } from "./types.ts";
 
 /** A node's or operator's key pair. `secretKey` is libsodium's 64 bytes (seed || public key). */

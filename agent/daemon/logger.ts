@@ -5,8 +5,12 @@
  * `{ secretKey }` and the line says `"secretKey":"[redacted]"`. Message strings are not scanned:
  * never interpolate a secret into one.
  */
-import { type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger, pino } from "pino";
+import { createRequire } from "node:module";
+import type { Bindings, ChildLoggerOptions, DestinationStream, Logger } from "pino";
 import type { DaemonConfig } from "./config-fields.ts";
+
+// pino is CommonJS: `require` skips node's scan of its source for named exports (protocol/sodium.ts).
+const { pino } = createRequire(import.meta.url)("pino") as typeof import("pino");
 
 /** What replaces a redacted value. */
 export const REDACTED = "[redacted]";

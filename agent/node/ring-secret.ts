@@ -5,8 +5,9 @@
  * crypto_box_seal to the X25519 form of the joiner's ed25519 key) in JoinResponse.sealedSecrets,
  * so only the joiner can open it. It is kept in the store's `trust` sublevel.
  */
-import sodium from "sodium-native";
+
 import type { Identity } from "../../protocol/index.ts";
+import { sodium } from "../../protocol/index.ts";
 import { RING_SECRET_BYTES } from "../transport/sealed.ts";
 import { curveKeyPairOf, curvePublicKeyOf } from "../transport/zeromq-keys.ts";
 

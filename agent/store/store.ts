@@ -10,8 +10,9 @@
  *   <dir>/db/         LevelDB; identity/public = {publicKey, fingerprint, createdMs}
  */
 import { mkdir } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { Level } from "level";
+import type { Level } from "level";
 import * as v from "valibot";
 import { levelTokenStore, type TokenStore } from "../../bootstrap/index.ts";
 import { fingerprint, type Identity, keyHex } from "../../protocol/index.ts";
@@ -20,6 +21,9 @@ import { CommandSeenSet } from "./command-seen.ts";
 import { IdentityMismatchError, InvalidValueError, StoreError, StoreLockedError } from "./errors.ts";
 import { checkKey, decodeValue, encodeValue } from "./json-value.ts";
 import { loadOrCreateIdentity, STATE_DIR_MODE } from "./key-file.ts";
+
+// level is CommonJS: `require` skips node's scan of its source for named exports (protocol/sodium.ts).
+const level = createRequire(import.meta.url)("level") as typeof import("level");
 
 /** The sublevels of a node's database, one per concern. Append only: names are on disk. */
 export const SUBLEVEL_NAMES = [
@@ -95,7 +99,7 @@ export class NodeStore {
   static async open(dir: string): Promise<NodeStore> {
     await mkdir(dir, { recursive: true, mode: STATE_DIR_MODE });
     const location = join(dir, DB_DIR);
-    const db = new Level<string, string>(location);
+    const db = new level.Level<string, string>(location);
     try {
       await db.open();
     } catch (err) {

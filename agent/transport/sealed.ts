@@ -11,7 +11,7 @@
  * up. `sealed(inner, secret)` keeps the inner transport's address and halves nothing: its
  * maxFrameBytes is the inner one's less SEAL_OVERHEAD_BYTES.
  */
-import sodium from "sodium-native";
+import { sodium } from "../../protocol/index.ts";
 import type { SendRefusal, Transport } from "./transport.ts";
 
 /** Bytes of a ring secret. */

@@ -12,8 +12,9 @@
  *   which matters only if both were certified, and nobody can make a seed for -P from P's.)
  * - Z85 (ZeroMQ RFC 32), the text form zeromq.js takes for CURVE keys.
  */
-import sodium from "sodium-native";
+
 import type { Identity } from "../../protocol/index.ts";
+import { sodium } from "../../protocol/index.ts";
 
 /** Bytes in a curve25519 key, public or secret. */
 export const CURVE_KEY_BYTES = 32;

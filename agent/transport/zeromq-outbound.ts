@@ -6,9 +6,13 @@
  * and counts `dropped-queue-full`. At most `maxPeers` Dealers stay open: opening one more closes
  * the least recently used (its queued frames count as `dropped-evicted`).
  */
-import * as zmq from "zeromq";
+import { createRequire } from "node:module";
+import type * as Zmq from "zeromq";
 import type { Counters } from "../../rings/index.ts";
 import { z85Encode } from "./zeromq-keys.ts";
+
+// zeromq is CommonJS: `require` skips node's scan of its source for named exports (protocol/sodium.ts).
+const zmq = createRequire(import.meta.url)("zeromq") as typeof Zmq;
 
 /** Where a destination is and which CURVE key its server must prove. */
 export interface OutboundTarget {
@@ -21,7 +25,7 @@ export interface OutboundTarget {
 /** What the outbound side needs from its endpoint. */
 export interface OutboundOptions {
   /** The endpoint's ZeroMQ context (shared with its server and ZAP handler). */
-  readonly context: zmq.Context;
+  readonly context: Zmq.Context;
   /** The endpoint's own address, sent as each Dealer's routing id: the receiver's `from`. */
   readonly routingId: string;
   /** This node's CURVE key pair, Z85. */
@@ -44,7 +48,7 @@ export interface OutboundOptions {
 
 interface Peer {
   readonly curveHex: string;
-  readonly dealer: zmq.Dealer;
+  readonly dealer: Zmq.Dealer;
   readonly queue: Buffer[];
   queuedBytes: number;
   pumping: boolean;
@@ -74,7 +78,7 @@ export class Outbound {
       o.counters.inc("evicted-peer");
       this.#close(lruTo, lru);
     }
-    let dealer: zmq.Dealer | undefined;
+    let dealer: Zmq.Dealer | undefined;
     try {
       dealer = new zmq.Dealer({
         context: o.context,

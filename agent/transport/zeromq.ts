@@ -28,7 +28,8 @@
  * A client that a server's ZAP refuses is not retried by libzmq, so its Dealer is dropped and the
  * next send to that address starts afresh (counted as `refused-by-peer`).
  */
-import * as zmq from "zeromq";
+import { createRequire } from "node:module";
+import type * as Zmq from "zeromq";
 import { type Identity, keyHex, MAX_FRAME_BYTES } from "../../protocol/index.ts";
 import { Counters } from "../../rings/index.ts";
 import type { SendRefusal, Transport, TransportServices } from "./transport.ts";
@@ -44,6 +45,9 @@ import {
 import { curveKeyPairOf, curvePublicKeyOf, z85Encode } from "./zeromq-keys.ts";
 import { Outbound } from "./zeromq-outbound.ts";
 import { answerZap, ZAP_ENDPOINT } from "./zeromq-zap.ts";
+
+// zeromq is CommonJS: `require` skips node's scan of its source for named exports (protocol/sodium.ts).
+const zmq = createRequire(import.meta.url)("zeromq") as typeof Zmq;
 
 /**
  * Version of the transport's own framing (the parts around the frame).
@@ -240,7 +244,7 @@ async function open(
 
   const context = new zmq.Context({ blocky: false });
   const zap = new zmq.Router({ context, linger: 0 });
-  const newServer = (): zmq.Router =>
+  const newServer = (): Zmq.Router =>
     new zmq.Router({
       context,
       linger: 0,
@@ -275,7 +279,7 @@ async function open(
   let handler: ((from: string, frame: Uint8Array) => void) | undefined;
   let revocations: Promise<void> = Promise.resolve();
 
-  const watch = (socket: zmq.Router): void => {
+  const watch = (socket: Zmq.Router): void => {
     socket.events.on("handshake:error:protocol", () => counters.inc("refused-handshake-protocol"));
     socket.events.on("handshake:error:other", () => counters.inc("refused-handshake-other"));
   };
@@ -332,7 +336,7 @@ async function open(
   };
 
   /** Receive from one server socket until it or the endpoint closes. */
-  const receiveFrom = async (socket: zmq.Router): Promise<void> => {
+  const receiveFrom = async (socket: Zmq.Router): Promise<void> => {
     while (!closed && !socket.closed) {
       let parts: Buffer[];
       try {
