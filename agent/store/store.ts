@@ -42,6 +42,14 @@ export type SublevelName = (typeof SUBLEVEL_NAMES)[number];
 export const DB_DIR = "db";
 /** Most operations in one batch. */
 export const MAX_BATCH_OPS = 10_000;
+/**
+ * LevelDB's write buffer (its in-memory table) and block cache, in bytes. classic-level's defaults,
+ * 4 MiB and 8 MiB, are far above a node's data (kilobytes to a few MiB), and both fill up as the node
+ * runs and stay: a process that wrote 4 MiB held ~4 MiB more private memory with the defaults than
+ * with these (docs/BENCHMARKS.md, "Idle memory").
+ */
+export const DB_WRITE_BUFFER_BYTES = 256 * 1024;
+export const DB_CACHE_BYTES = 256 * 1024;
 
 const openSublevel = (db: Level<string, string>, name: SublevelName) => db.sublevel(name);
 /** One sublevel: utf8 keys and values (JSON text). */
@@ -99,7 +107,10 @@ export class NodeStore {
   static async open(dir: string): Promise<NodeStore> {
     await mkdir(dir, { recursive: true, mode: STATE_DIR_MODE });
     const location = join(dir, DB_DIR);
-    const db = new level.Level<string, string>(location);
+    const db = new level.Level<string, string>(location, {
+      writeBufferSize: DB_WRITE_BUFFER_BYTES,
+      cacheSize: DB_CACHE_BYTES,
+    });
     try {
       await db.open();
     } catch (err) {
