@@ -43,9 +43,10 @@ describe("ringd child command", () => {
     const entry = l.command.at(-1)!;
     expect(l.command[0]).toBe(process.execPath);
     expect(entry).toMatch(/^\/.*\/ctl\/bin\/ringd\.ts$/);
-    expect(shebangOptions(entry)).toEqual(["--max-semi-space-size=1"]);
+    expect(shebangOptions(entry)).toEqual(["--max-semi-space-size=1", "--no-concurrent-recompilation"]);
     expect(l.command.slice(1, -1)).toEqual([
       "--max-semi-space-size=1",
+      "--no-concurrent-recompilation",
       "--import",
       expect.stringMatching(/^file:\/\/\/.*\/node_modules\/tsx\/dist\/loader\.mjs$/),
     ]);
