@@ -23,7 +23,8 @@ import { fingerprint, keyHex } from "../protocol/index.ts";
 import { type Ran, RingdProcesses } from "../scripts/ringd-process.ts";
 
 const procs = new RingdProcesses();
-const P = 21_000 + Math.floor(Math.random() * 18_000);
+// Below the ephemeral ports (32768+), in a stretch no other integration file uses (mesh.integ.ts).
+const P = 28_000 + Math.floor(Math.random() * 1_800);
 const SEED_CHILD_PORTS = [P + 100, P + 104] as const;
 const N1_CHILD_PORTS = [P + 110, P + 114] as const;
 const wait = { timeoutMs: 60_000, intervalMs: 50 };

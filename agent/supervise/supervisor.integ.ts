@@ -368,7 +368,11 @@ describe("Supervisor with the proc driver", () => {
     const tail = (await s.logs("chatty", { lines: 3 })).trim().split("\n");
     expect(tail.length).toBe(3);
     const [a, b, c] = tail.map((l) => Number(l.replace("line-", "")));
-    expect([b! - a!, c! - b!]).toEqual([1, 1]);
+    // In order; the tail may span a rotation, where copy-truncate can drop the lines written
+    // between the last copied byte and the truncate (child-log.integ.ts bounds that: one gap per
+    // rotation), so at most one of the two steps is more than one line.
+    expect(b! > a! && c! > b!).toBe(true);
+    expect([b! - a!, c! - b!].filter((step) => step > 1).length).toBeLessThanOrEqual(1);
     expect(await readdir(join(dirname(info.dir), "log"))).not.toContain("current.3");
 
     const abort = new AbortController();

@@ -27,7 +27,8 @@ import { type Ran, RingdProcesses } from "../../scripts/ringd-process.ts";
 import { eventually } from "../support/eventually.ts";
 
 const HTTP_CHILD = join(import.meta.dirname, "..", "..", "agent", "supervise", "fixtures", "http-child.mjs");
-const BASE_PORT = 21_000 + Math.floor(Math.random() * 18_000);
+// Below the ephemeral ports (32768+), in a stretch no other integration file uses (mesh.integ.ts).
+const BASE_PORT = 26_000 + Math.floor(Math.random() * 1_700);
 /** The ring-1 node's child ports: three, so that a fourth child finds none. */
 const CHILD_PORTS = [BASE_PORT + 100, BASE_PORT + 101, BASE_PORT + 102];
 const wait = { timeoutMs: 60_000, intervalMs: 250 };

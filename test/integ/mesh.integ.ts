@@ -39,7 +39,9 @@ const NODES = 5;
 const TRANSPORTS = ["zeromq", "nats"] as const;
 /** Ports used by one transport's mesh: node i listens on base + 10 i (+1 joins, +2 nats-server). */
 const PORTS_PER_MESH = 1_000;
-const FIRST_PORT = 20_000 + Math.floor(Math.random() * 20_000);
+// Listen ports lie below the kernel's ephemeral range (32768+), where another test's outgoing
+// connection once held the seed's port; each integration file keeps to its own stretch of it.
+const FIRST_PORT = 20_000 + Math.floor(Math.random() * 3_600);
 const wait = { timeoutMs: 60_000, intervalMs: 250 };
 
 /** The built ringd when dist/ is fresh (npm test builds first), else the sources under tsx. */

@@ -41,8 +41,9 @@ console.info(`ringd and ringctl run from ${procs.runner} (${procs.reason})`);
 
 const NAME = `sh-${randomBytes(3).toString("hex")}`;
 const USER = deriveUserName("enjin-", NAME);
-// Below the kernel's ephemeral ports (32768+), where outgoing connections of other tests would collide.
-const P = 20_000 + 50 * Math.floor(Math.random() * 250);
+// Below the kernel's ephemeral ports (32768+), where outgoing connections of other tests would
+// collide, in a stretch no other integration file uses (mesh.integ.ts).
+const P = 30_000 + 50 * Math.floor(Math.random() * 48);
 const SEED_CHILD_PORTS = { firstPort: P + 10, lastPort: P + 19 };
 const RING1_CHILD_PORTS = { firstPort: P + 20, lastPort: P + 29 };
 const FIXTURE = join(procs.root, "agent", "supervise", "fixtures", "http-child.mjs");
