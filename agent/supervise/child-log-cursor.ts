@@ -32,7 +32,8 @@ export async function logCursorAtEnd(paths: ChildLogPaths): Promise<LogCursor> {
 
 /**
  * Up to `maxBytes` written since `cursor`, and the cursor to read on from. The stateless twin of
- * followChildLog: after a rotation the rest of `current.1` comes first, then `current` from 0. Bytes
+ * followChildLog: after a rotation the rest of `current.1` comes first, then `current` from where
+ * `current.1` ends (child-log.ts: 0 after a truncate, further after a collapse). Bytes
  * written while two rotations passed between reads are lost (the reader was too slow).
  */
 export async function readChildLogSince(
@@ -53,7 +54,8 @@ export async function readChildLogSince(
     }
     parts.push(missed);
     budget -= missed.length;
-    offsetBytes = 0;
+    // `current` now starts where current.1 ends (0 after a truncate; a collapse may cut less).
+    offsetBytes = Math.max(0, offsetBytes - (await sizeOf(newest)));
     shrunkReads = 0;
   }
   const size = await sizeOf(paths.current);

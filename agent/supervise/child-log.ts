@@ -5,16 +5,21 @@
  * holds the child's own directory and its log side by side (child-layout.ts): the log is never inside
  * what the child may write, or it could swap the file for a link that root then appends to.
  *
- * The agent rotates by size the way logrotate's copytruncate does: copy `current` to `current.1`
- * (older copies shift to `.2` ... `.keep`; the oldest is deleted), then truncate `current` to zero.
- * Because the child's fd is O_APPEND, its next write lands at the new end (offset 0), never leaving a
- * hole. What the child writes in the instant between the last copied byte and the truncate is lost;
- * the copy re-reads until the file stops growing to keep that window to a few microseconds.
+ * The agent rotates by size without the child's help (older copies shift to `.2` ... `.keep`; the
+ * oldest is deleted). Where the filesystem can (ext4, xfs), it copies the block-aligned start of
+ * `current` to `current.1` and then cuts exactly that range out of `current` (fallocate's
+ * collapse-range): whatever the child wrote meanwhile stays in `current`, so nothing is lost, and
+ * `current.1` + `current` is still the whole stream. Elsewhere (tmpfs, or a log smaller than a block)
+ * it does what logrotate's copytruncate does: copy all of `current`, then truncate it to zero; what
+ * the child writes in the instant between the last copied byte and the truncate is lost (the copy
+ * re-reads until the file stops growing to keep that window to a few microseconds). Either way the
+ * child's fd is O_APPEND, so its next write lands at the new end, never leaving a hole.
  *
  * `tailChildLog` reads the last lines across rotated files; `followChildLog` yields new bytes as they
  * are written, across rotations; child-log-cursor.ts reads on from a cursor, one request at a time
  * (for `ringctl child logs --follow` through the mesh).
  */
+import { execFile } from "node:child_process";
 import { constants, openSync } from "node:fs";
 import { type FileHandle, mkdir, open, rename, rm, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
@@ -134,25 +139,48 @@ export async function rotateChildLog(paths: ChildLogPaths, rotation: LogRotation
   for (let n = rotation.keep - 1; n >= 1; n--)
     if (await exists(rotatedLogPath(paths, n)))
       await rename(rotatedLogPath(paths, n), rotatedLogPath(paths, n + 1));
-  // Copy to a side file and rename it into place only after the truncate, so a follower that sees a
-  // new current.1 knows `current` has already started over.
+  // Copy to a side file and rename it into place only after the collapse or truncate, so a follower
+  // that sees a new current.1 knows `current` has already been cut.
   const partial = `${rotatedLogPath(paths, 1)}.partial`;
   const from = await open(paths.current, "r");
   const to = await open(partial, "w", 0o600);
   try {
     let copied = 0;
-    for (;;) {
-      const end = (await from.stat()).size;
-      if (end <= copied) break;
-      copied = await copyRange(from, to, copied, end);
+    const { size: now, blksize } = await from.stat();
+    // Whole blocks, short of the end (a collapse may not reach the end of the file).
+    const aligned = blksize > 0 && now > 0 ? Math.floor((now - 1) / blksize) * blksize : 0;
+    if (aligned > 0) copied = await copyRange(from, to, 0, aligned);
+    const collapsed = aligned > 0 && copied === aligned && (await collapseStart(paths.current, aligned));
+    if (!collapsed) {
+      for (;;) {
+        const end = (await from.stat()).size;
+        if (end <= copied) break;
+        copied = await copyRange(from, to, copied, end);
+      }
+      await truncate(paths.current, 0);
     }
-    await truncate(paths.current, 0);
   } finally {
     await to.close();
     await from.close();
   }
   await rename(partial, rotatedLogPath(paths, 1));
   return true;
+}
+
+/**
+ * Cut the first `bytes` (a multiple of the filesystem's block) out of the file at `path`, shifting
+ * the rest to its start (fallocate --collapse-range). False where the filesystem or the system
+ * cannot; the caller then truncates.
+ */
+export function collapseStart(path: string, bytes: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(
+      "fallocate",
+      ["--collapse-range", "--offset", "0", "--length", String(bytes), path],
+      { timeout: 10_000, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+      (err) => resolve(err === null),
+    );
+  });
 }
 
 /** The last `maxBytes` of a file, and whether that was all of it. */
@@ -249,14 +277,16 @@ export async function* followChildLog(
     const rotated = id !== newestId && id !== "";
     newestId = id;
     if (rotated) {
-      // current.1 is what `current` held when it was truncated: the rest of it after `offset`.
+      // current.1 is what was cut from the start of `current`: the rest of it after `offset`, then
+      // `current` from where that left us (0 after a truncate; further on after a collapse that
+      // cut less than we had read).
       for (let start = offset; ; ) {
         const missed = await readRange(newest, start, start + DEFAULT_TAIL_MAX_BYTES);
         if (missed.length === 0) break;
         start += missed.length;
         yield missed;
       }
-      offset = 0;
+      offset = Math.max(0, offset - (await sizeOf(newest)));
       shrunkPolls = 0;
       continue;
     }
