@@ -187,6 +187,8 @@ describe("proc: recovering a child started by an earlier agent", () => {
     await expect(other.recover({ ...h, state: { pgid: "x" } })).rejects.toThrow(/malformed/);
     // Stopping through a wrong handle touches nothing.
     await other.stop({ ...h, state: { ...h.state, startTicks: ticks + 1 } }, 100);
+    await other.cleanup({ ...h, state: { ...h.state, startTicks: ticks + 1 } });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // a stray SIGKILL would have landed
     expect(alive(h.pid)).toBe(true);
   });
 

@@ -128,6 +128,17 @@ export async function resolveBinary(program: string, path: string): Promise<stri
   );
 }
 
+/**
+ * Whether process group `s.pgid` can only be what is left of this handle's child: its leader is gone
+ * (Linux never hands out a pid still in use as a group id, so the members left are the child's), or
+ * the leader is the child itself (same start time). A live process of another start time at that
+ * pid means the child's group is long gone and the pid was reused: that group is someone else's.
+ */
+function groupIsTheChilds(s: ProcHandleState): boolean {
+  const leader = readPidStat(s.pgid);
+  return leader === null || leader.startTicks === s.startTicks;
+}
+
 function killGroup(pgid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pgid, signal);
@@ -298,7 +309,7 @@ export class ProcDriver implements Driver, LaunchSweeper {
   async stop(handle: ChildHandle, timeoutMs: number, signal: NodeJS.Signals = "SIGTERM"): Promise<ChildExit> {
     const s = procState(handle);
     if (!this.#alive(handle.pid, s)) {
-      killGroup(s.pgid, "SIGKILL");
+      if (groupIsTheChilds(s)) killGroup(s.pgid, "SIGKILL"); // what the child left behind
       return (
         this.#exits.get(`${handle.pid}:${s.startTicks}`) ?? {
           code: null,
@@ -328,7 +339,7 @@ export class ProcDriver implements Driver, LaunchSweeper {
 
   async cleanup(handle: ChildHandle): Promise<void> {
     const s = procState(handle);
-    if (!this.#alive(handle.pid, s)) killGroup(s.pgid, "SIGKILL");
+    if (!this.#alive(handle.pid, s) && groupIsTheChilds(s)) killGroup(s.pgid, "SIGKILL");
   }
 
   /** End the marked processes of an interrupted start, and their process groups. */
