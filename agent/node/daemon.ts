@@ -339,9 +339,8 @@ export class Daemon {
     const pending = new Set<string>();
     for (const m of below.membership.members()) {
       if (m.state !== "alive" && m.state !== "suspect") continue;
-      const cert = this.certificates.get(m.id);
-      if (cert !== undefined && selectorMatches(command.selector, decodeCertificate(decodeEnvelope(cert))))
-        pending.add(m.id);
+      const cert = below.trust.certificate(m.id); // checked already: nothing to decode again
+      if (cert !== undefined && selectorMatches(command.selector, cert)) pending.add(m.id);
     }
     if (pending.size === 0) return;
     this.#carriedDown.set(id, pending);
