@@ -2,7 +2,8 @@
  * One mesh node: the rings/ state machines wired to a transport and a clock.
  *
  * Inbound, every frame goes through `ingest` (dedup before any signature check, then authorize,
- * verify, decode) and each accepted envelope is applied: probes to membership, gossip to membership
+ * verify, decode; a frame's items in batches whose signatures are checked back to back) and each
+ * accepted envelope is applied: probes to membership, gossip to membership
  * and the gossip layer (which forwards it unchanged — nothing is re-signed on the way), certificates
  * and revocations to the trust store, application broadcasts to the subscriber. Outbound, the node
  * signs only what it originates, and piggybacks queued gossip on its probes.
@@ -40,7 +41,7 @@ import {
   Gossip,
   type GossipAction,
   type GossipConfig,
-  ingest,
+  ingestFrame,
   lanConfig,
   type MemberState,
   Membership,
@@ -366,13 +367,7 @@ export class MeshNode {
       counters: this.counters,
       ...(this.#opts.verify === undefined ? {} : { verify: this.#opts.verify }),
     };
-    let count = 0;
-    for (const item of items) {
-      const accepted = ingest(ctx, item.envelope, item.hops, now);
-      if (accepted === null) continue;
-      count++;
-      this.#apply(accepted, from, now);
-    }
+    const count = ingestFrame(ctx, items, now, (accepted) => this.#apply(accepted, from, now));
     this.#reschedule();
     return count;
   }

@@ -7,6 +7,7 @@ import {
   messageIdFromKey,
   messageIdKey,
   openEnvelope,
+  peekEnvelopeType,
   sealEnvelope,
   verifyEnvelope,
 } from "./envelope.ts";
@@ -104,12 +105,23 @@ describe("envelope", () => {
     );
   });
 
-  it("property: random bytes either decode or throw an EnjinError; envelopeIdKey never throws", () => {
+  it("peeks at the declared type without decoding: the type of a well-formed envelope, else null", () => {
+    for (const type of types)
+      expect(peekEnvelopeType(sealEnvelope(alice, type, new Uint8Array(5)))).toBe(type);
+    const bytes = sealEnvelope(alice, MessageType.Revoke, new Uint8Array(5));
+    expect(peekEnvelopeType(bytes.subarray(0, bytes.length - 1))).toBeNull();
+    const unknown = bytes.slice();
+    unknown[1] = 0xff;
+    expect(peekEnvelopeType(unknown)).toBeNull();
+  });
+
+  it("property: random bytes either decode or throw an EnjinError; envelopeIdKey and peekEnvelopeType agree", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
-        decodesOrEnjinError(() => decodeEnvelope(bytes));
+        const decodes = decodesOrEnjinError(() => decodeEnvelope(bytes));
         envelopeIdKey(bytes);
-        return true;
+        const peeked = peekEnvelopeType(bytes);
+        return decodes ? peeked === decodeEnvelope(bytes).type : true;
       }),
       { numRuns: 2000 },
     );

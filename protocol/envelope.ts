@@ -189,6 +189,17 @@ export function envelopeIdKey(bytes: Uint8Array): string | null {
   );
 }
 
+/**
+ * The message type an envelope declares, read without decoding or verifying (so not to be trusted
+ * for anything but ordering work); null when the bytes are not an envelope by length or version, or
+ * the type is not one of types.ts.
+ */
+export function peekEnvelopeType(bytes: Uint8Array): MessageType | null {
+  if (signatureOffset(bytes) < 0) return null;
+  const type = (bytes[1]! << 8) | bytes[2]!;
+  return isMessageType(type) ? type : null;
+}
+
 /** The message id as bytes (a view into `bytes`), for Digest/Want; null if malformed. */
 export function messageIdBytes(bytes: Uint8Array): Uint8Array | null {
   const o = signatureOffset(bytes);

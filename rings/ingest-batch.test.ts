@@ -1,7 +1,8 @@
 /**
  * ingestMany against ingest item by item: the same messages accepted in the same order, the same
  * counters, one signature check per distinct id, and a forged copy of an id never costing the honest
- * envelope its delivery.
+ * envelope its delivery. ingestFrame (batches that end at trust changes) against ingest item by item
+ * when applying a message may change the trust store.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -17,7 +18,7 @@ import {
 } from "../protocol/index.ts";
 import { Counters } from "./counters.ts";
 import { type Accepted, type IngestContext, ingest } from "./ingest.ts";
-import { ingestMany } from "./ingest-batch.ts";
+import { ingestFrame, ingestMany } from "./ingest-batch.ts";
 import { TrustStore } from "./trust.ts";
 
 const NOW = Date.UTC(2026, 5, 1);
@@ -148,6 +149,76 @@ describe("ingestMany", () => {
         expect(byBatch.map((m) => m.id)).toEqual(byOne.map((m) => m.id));
         expect(batch.counters.snapshot()).toEqual(one.counters.snapshot());
         expect(batch.checks.n).toBeLessThanOrEqual(one.checks.n);
+      }),
+    );
+  });
+});
+
+/** An Announce of `stranger` by the root: taking it in lets the stranger's broadcasts through. */
+const strangerCertificate = issueCertificate(root, {
+  subject: stranger.publicKey,
+  issuer: root.publicKey,
+  ring: 0,
+  roles: ["node"],
+  compartment: [],
+  tiers: [],
+  serial: 2,
+  notBeforeMs: NOW - 60_000,
+  expiresMs: NOW + 60_000,
+});
+
+/** What a node does with an accepted message, as far as ingest can tell: certificates change trust. */
+function applier(c: ReturnType<typeof context>, into: Accepted[]) {
+  return (msg: Accepted) => {
+    into.push(msg);
+    c.seen.add(msg.id);
+    if (msg.envelope.type === MessageType.Announce) c.ctx.trust.addCertificate(msg.envelope.bytes, NOW);
+  };
+}
+
+describe("ingestFrame", () => {
+  it("checks the items after an Announce against the trust it brings", () => {
+    const c = context();
+    const accepted: Accepted[] = [];
+    const count = ingestFrame(
+      c.ctx,
+      items(broadcast(1, stranger), strangerCertificate, broadcast(2, stranger)),
+      NOW,
+      applier(c, accepted),
+    );
+    expect(count).toBe(2);
+    expect(accepted.map((m) => m.envelope.type)).toEqual([MessageType.Announce, MessageType.Broadcast]);
+    expect(c.counters.snapshot()).toEqual({ accepted: 2, "rejected:unknown-sender": 1 });
+  });
+
+  it("agrees with ingest item by item when applying changes trust, on any mix", () => {
+    const pool = [
+      broadcast(1),
+      broadcast(2),
+      broadcast(3, stranger),
+      broadcast(4, stranger),
+      strangerCertificate,
+    ];
+    const kinds = fc.oneof(
+      fc.nat({ max: pool.length - 1 }).map((i) => pool[i]!),
+      fc.nat({ max: 3 }).map((i) => forged(pool[i]!)),
+    );
+    fc.assert(
+      fc.property(fc.array(kinds, { maxLength: 12 }), (envelopes) => {
+        const one = context();
+        const byOne: Accepted[] = [];
+        const applyOne = applier(one, byOne);
+        for (const envelope of envelopes) {
+          const msg = ingest(one.ctx, envelope, 2, NOW);
+          if (msg !== null) applyOne(msg);
+        }
+        const frame = context();
+        const byFrame: Accepted[] = [];
+        expect(ingestFrame(frame.ctx, items(...envelopes), NOW, applier(frame, byFrame))).toBe(
+          byFrame.length,
+        );
+        expect(byFrame.map((m) => m.id)).toEqual(byOne.map((m) => m.id));
+        expect(frame.counters.snapshot()).toEqual(one.counters.snapshot());
       }),
     );
   });

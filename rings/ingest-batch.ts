@@ -16,8 +16,16 @@
  * so a caller whose handling of one item changes either (an Announce, a Revoke) must not batch the
  * items after it; and a second copy is dropped without asking `ctx.hasSeen` about it.
  */
-import type { FrameItem } from "../protocol/index.ts";
-import { type Accepted, admit, type IngestContext, type Screened, screen, verifyScreened } from "./ingest.ts";
+import { type FrameItem, MessageType, peekEnvelopeType } from "../protocol/index.ts";
+import {
+  type Accepted,
+  admit,
+  type IngestContext,
+  ingest,
+  type Screened,
+  screen,
+  verifyScreened,
+} from "./ingest.ts";
 
 /** One screened envelope of a batch and how its signature check went. */
 interface Pending {
@@ -59,4 +67,46 @@ export function ingestMany(ctx: IngestContext, items: readonly FrameItem[], nowM
     acceptedIds.add(msg.id);
   }
   return accepted;
+}
+
+/**
+ * Take a received frame's items in, handing each accepted message to `apply` in item order before
+ * the next batch is screened; returns how many were accepted. Batches end after each Announce or
+ * Revoke, whose handling changes what the items after it are checked against, so every item is
+ * checked against the trust its earlier items left, as item-by-item ingest would. A frame of one
+ * item skips the batch's bookkeeping.
+ */
+export function ingestFrame(
+  ctx: IngestContext,
+  items: readonly FrameItem[],
+  nowMs: number,
+  apply: (msg: Accepted) => void,
+): number {
+  if (items.length === 1) {
+    const only = items[0]!;
+    const msg = ingest(ctx, only.envelope, only.hops, nowMs);
+    if (msg === null) return 0;
+    apply(msg);
+    return 1;
+  }
+  let count = 0;
+  for (let start = 0; start < items.length; ) {
+    const end = batchEnd(items, start);
+    const batch = start === 0 && end === items.length ? items : items.slice(start, end);
+    for (const msg of ingestMany(ctx, batch, nowMs)) {
+      count++;
+      apply(msg);
+    }
+    start = end;
+  }
+  return count;
+}
+
+/** Where the batch that starts at `from` ends (exclusive): after the first Announce or Revoke. */
+function batchEnd(items: readonly FrameItem[], from: number): number {
+  for (let i = from; i < items.length; i++) {
+    const type = peekEnvelopeType(items[i]!.envelope);
+    if (type === MessageType.Announce || type === MessageType.Revoke) return i + 1;
+  }
+  return items.length;
 }
