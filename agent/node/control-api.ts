@@ -233,9 +233,13 @@ interface NodeRow {
 function nodesView(daemon: Daemon): NodeRow[] {
   const now = Date.now();
   const certOf = (hex: string): NodeRow["certificate"] => {
-    const env = daemon.certificates.get(hex);
-    if (env === undefined) return null;
-    const c = decodeCertificate(decodeEnvelope(env));
+    // Checked once by a trust store already (most are): no decoding per call, which `exec` makes too.
+    let c = daemon.node.trust.certificate(hex) ?? daemon.childNetwork?.node.trust.certificate(hex);
+    if (c === undefined) {
+      const env = daemon.certificates.get(hex);
+      if (env === undefined) return null;
+      c = decodeCertificate(decodeEnvelope(env));
+    }
     return {
       ring: c.ring,
       roles: c.roles,
