@@ -106,8 +106,32 @@ export class Daemon {
     readonly ringSecret: Uint8Array,
   ) {}
 
-  /** Open the store, join the mesh again from what it holds, and serve. */
+  /**
+   * Open the store, join the mesh again from what it holds, and serve. If a step fails (a port in
+   * use, say), what the earlier steps opened is closed, newest first, before the error is thrown:
+   * a NATS connection, a nats-server or a bound socket left open would keep a ringd that failed to
+   * start alive, with no control socket to answer.
+   */
   static async start(config: DaemonConfig, log: Logger, store: NodeStore): Promise<Daemon> {
+    const opened: (() => Promise<unknown>)[] = [];
+    try {
+      return await Daemon.#open(config, log, store, opened);
+    } catch (err) {
+      for (const close of opened.reverse())
+        await close().catch((e: unknown) =>
+          log.warn({ err: e }, "could not close what a failed start opened"),
+        );
+      throw err;
+    }
+  }
+
+  /** Daemon.start's steps; pushes onto `opened` how to close each thing it opens. */
+  static async #open(
+    config: DaemonConfig,
+    log: Logger,
+    store: NodeStore,
+    opened: (() => Promise<unknown>)[],
+  ): Promise<Daemon> {
     const state = new MeshState(store);
     const { mesh, self } = await state.require(config.dataDir);
     const startedMs = Date.now();
@@ -151,6 +175,8 @@ export class Daemon {
         maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES,
         log,
       });
+      const link = nats;
+      opened.push(() => link.close()); // the connection, and a seed's nats-server
       transport = nats.transport;
     } else {
       const { zeromq } = await import("../transport/zeromq.ts");
@@ -161,6 +187,8 @@ export class Daemon {
           node === undefined ? certificates.has(keyHex(key)) : node.trust.isTrusted(keyHex(key), Date.now()),
         advertiseHost,
       })({ listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port}` });
+      const peers = transport;
+      opened.push(() => peers.close());
     }
     const clock = systemClock();
     // A ring-N node sits on its parent's network (ring 0 for the seeds themselves).
@@ -176,6 +204,8 @@ export class Daemon {
       rng: seededRng((Math.random() * 2 ** 31) | 0),
       gossip: { maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES },
     });
+    const meshNode = node;
+    opened.push(() => meshNode.stop());
     for (const rev of revocations) node.relay(rev);
     await nats?.refresh(); // the server's keys, now from the full chain checks
 
@@ -200,6 +230,8 @@ export class Daemon {
         clock,
         maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES,
       });
+      const below = childNetwork.node;
+      opened.push(() => below.stop());
       for (const rev of revocations) childNetwork.node.relay(rev);
     }
     let tokens: TokenIssuer | undefined;
@@ -211,6 +243,8 @@ export class Daemon {
       join = await zeromq({ identity, authorize: () => true, advertiseHost })({
         listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port === 0 ? 0 : port + JOIN_PORT_OFFSET}`,
       });
+      const joins = join;
+      opened.push(() => joins.close());
       tokens = new TokenIssuer({
         store: store.tokens,
         issuerKey: identity.publicKey,
@@ -250,6 +284,11 @@ export class Daemon {
     daemon.#nats = nats;
     daemon.childNetwork = childNetwork;
     daemon.#wire();
+    opened.push(async () => {
+      daemon.#stopped = true;
+      clearInterval(daemon.#memberTimer);
+      clearTimeout(daemon.#memberSaveSoon);
+    });
     if (join !== undefined && tokens !== undefined && serveJoins !== undefined) {
       serveJoins(join, {
         identity,
@@ -278,6 +317,8 @@ export class Daemon {
       log,
       onGiveUp: (event) => daemon.#childGaveUp(event),
     });
+    const supervisor = daemon.#supervisor;
+    opened.push(() => supervisor.close());
     daemon.#control = await serveControl(config.controlSocket, {
       ...controlHandlers(daemon),
       ...selfHostHandlers(daemon), // node.create: a ringd of the next ring as a child
