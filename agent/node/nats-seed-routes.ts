@@ -2,7 +2,8 @@
  * A seed's server kept in step with the mesh: its allowed nkeys follow trust (joins, revocations),
  * and its routes and trusted peer certificates follow the route book (nats-routes.ts), which grows
  * with the signed route announcements of other seeds and shrinks with revocations. Changes within
- * NATS_RELOAD_DEBOUNCE_MS go to the server in one reload. The seed announces its own route when
+ * NATS_RELOAD_DEBOUNCE_MS go to the server in one reload, and one reload runs at a time: changes
+ * made while it runs go in the next. The seed announces its own route when
  * attached, every NATS_ROUTE_ANNOUNCE_INTERVAL_MS (so that a seed that was away, or new, hears it),
  * and once more whenever it learns a new peer (so that the new peer hears it at once).
  */
@@ -42,7 +43,7 @@ export interface SeedRoutes {
   refresh(): Promise<void>;
   /** Take route announcements from `node`, and announce ours now and periodically. */
   attach(node: MeshNode): void;
-  /** Counts of announcements learned and refused (by reason), for `status`. */
+  /** Counts of announcements made, learned and refused (by reason), and of reloads, for `status`. */
   counters(): Record<string, number>;
   /** Stop announcing and release waiters. */
   close(): void;
@@ -63,12 +64,18 @@ export function seedRoutes(opts: SeedRoutesOptions): SeedRoutes {
       .catch((err: unknown) => log.error({ err }, "could not save the nats route book"));
   };
 
+  // One reload at a time. Refreshes that come while one runs wait for the next, which takes
+  // whatever changed meanwhile: as members join faster than the server reloads (a reload takes
+  // seconds on a loaded machine, and joiners wait on it), reloads stay one behind instead of piling
+  // up, and a change already applied (a joiner's second attempt) costs none.
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let reloading = false;
   let waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   let lastKeys = keySetOf(opts.allowedKeys());
   let lastRoutes = JSON.stringify(book.routeSet(opts.pinnedPem));
   const flush = (): void => {
     timer = undefined;
+    if (reloading) return; // the running reload flushes again when it ends
     const batch = waiting;
     waiting = [];
     if (book.dropRevoked(opts.isRevoked)) save();
@@ -80,18 +87,26 @@ export function seedRoutes(opts: SeedRoutesOptions): SeedRoutes {
       for (const w of batch) w.resolve();
       return;
     }
-    server.reload(keys, routes).then(
-      () => {
-        if (keySet !== lastKeys) log.info({ keys: keys.length }, "nats-server reloaded its members");
-        if (routeSet !== lastRoutes) log.info({ routes: routes.routes }, "nats-server reloaded its routes");
-        lastKeys = keySet;
-        lastRoutes = routeSet;
-        for (const w of batch) w.resolve();
-      },
-      (err: unknown) => {
-        for (const w of batch) w.reject(err);
-      },
-    );
+    reloading = true;
+    count("nats:reloads");
+    server
+      .reload(keys, routes)
+      .then(
+        () => {
+          if (keySet !== lastKeys) log.info({ keys: keys.length }, "nats-server reloaded its members");
+          if (routeSet !== lastRoutes) log.info({ routes: routes.routes }, "nats-server reloaded its routes");
+          lastKeys = keySet;
+          lastRoutes = routeSet;
+          for (const w of batch) w.resolve();
+        },
+        (err: unknown) => {
+          for (const w of batch) w.reject(err);
+        },
+      )
+      .finally(() => {
+        reloading = false;
+        if (waiting.length > 0 && timer === undefined) flush();
+      });
   };
   const refresh = (): Promise<void> => {
     if (closed) return Promise.resolve();
