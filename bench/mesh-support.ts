@@ -4,12 +4,13 @@
  * NATS request/reply and fan-out through a plain nats-server; N concurrent execFile("true")).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { connectControl } from "../agent/daemon/index.ts";
+import { RINGD_PORT_BLOCK } from "../agent/node/ringd-ports.ts";
 import type { RingdProcesses } from "../scripts/ringd-process.ts";
 
 /** p50 / p99 / max of a sample, in ms (one decimal). */
@@ -70,19 +71,29 @@ function portFree(port: number): Promise<boolean> {
 }
 
 /**
- * A node's listen port: free now, and so are the next two (a seed's join endpoint and a NATS seed's
- * nats-server take port + 1 and + 2). Others' meshes on this machine pick random ports too.
+ * Listen ports are drawn from below the kernel's ephemeral range (net.ipv4.ip_local_port_range
+ * starts at 32768), so that no outgoing connection of the mesh (a NATS client, a certificate fetch,
+ * a ZeroMQ peer) can take one between this check and ringd's bind.
+ */
+const NODE_PORTS_FROM = 20_000;
+const NODE_PORTS_TO = 32_767;
+
+/**
+ * A node's listen port PORT, with the whole block PORT .. PORT + RINGD_PORT_BLOCK - 1 free now and
+ * kept out of `taken` from then on: a ringd binds PORT, + 1 (joins) and + 4 (its children's
+ * network), a NATS seed's nats-server + 2 and + 3 (agent/node/ringd-ports.ts). Others' meshes on
+ * this machine may pick ports here too; the check makes a clash unlikely, not impossible.
  */
 export async function freeNodePort(taken: Set<number>): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = await freePort();
-    if (port > 65_000 || [0, 1, 2].some((d) => taken.has(port + d))) continue;
-    if ((await portFree(port + 1)) && (await portFree(port + 2))) {
-      for (const d of [0, 1, 2]) taken.add(port + d);
-      return port;
-    }
+  const block = Array.from({ length: RINGD_PORT_BLOCK }, (_, d) => d);
+  for (let attempt = 0; attempt < 1_000; attempt++) {
+    const port = NODE_PORTS_FROM + randomInt(NODE_PORTS_TO - NODE_PORTS_FROM - RINGD_PORT_BLOCK);
+    if (block.some((d) => taken.has(port + d))) continue;
+    if (!(await Promise.all(block.map((d) => portFree(port + d)))).every(Boolean)) continue;
+    for (const d of block) taken.add(port + d);
+    return port;
   }
-  throw new Error("no free port triple on 127.0.0.1");
+  throw new Error(`no ${RINGD_PORT_BLOCK} consecutive free ports in ${NODE_PORTS_FROM}-${NODE_PORTS_TO}`);
 }
 
 /** Poll `probe` until it gives a value; a `Fatal` it throws ends the wait at once. */
