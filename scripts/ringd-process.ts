@@ -102,6 +102,12 @@ export interface ReadyOptions {
   readonly intervalMs?: number;
 }
 
+/** Options of `start`: where it runs, how long it may take to answer, and who reads its stderr. */
+export interface StartOptions extends Prefixed, ReadyOptions {
+  /** Called with each piece of the daemon's stderr, from its first byte (e.g. to keep its log). */
+  readonly onStderr?: (chunk: string) => void;
+}
+
 /** Every process a run starts, so that all of them are stopped at the end. */
 export class RingdProcesses {
   /** How ringd and ringctl run here. */
@@ -159,6 +165,33 @@ export class RingdProcesses {
           resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stdout, stderr }),
       );
     });
+  }
+
+  /**
+   * `ringctl ARGS` through the control socket of the ringd whose data dir is `dataDir`: `--data-dir`
+   * goes before any `--`, after which come the arguments of a command run on the nodes.
+   */
+  ctl(args: readonly string[], dataDir: string, options: RunOptions = {}): Promise<Ran> {
+    const dash = args.indexOf("--");
+    const head = dash === -1 ? args : args.slice(0, dash);
+    const tail = dash === -1 ? [] : args.slice(dash);
+    return this.run("ringctl", [...head, "--data-dir", dataDir, ...tail], options);
+  }
+
+  /**
+   * `ringd start --data-dir DATADIR ARGS` in the background, behind `options.prefix` if given;
+   * resolves with the process once it answers `status` (see waitReady).
+   */
+  async start(
+    dataDir: string,
+    args: readonly string[] = [],
+    options: StartOptions = {},
+  ): Promise<ChildProcess> {
+    const child = this.spawn("ringd", ["start", "--data-dir", dataDir, ...args], options);
+    const { onStderr } = options;
+    if (onStderr !== undefined) child.stderr?.on("data", (b: Buffer) => onStderr(b.toString()));
+    await this.waitReady(child, dataDir, options);
+    return child;
   }
 
   /**

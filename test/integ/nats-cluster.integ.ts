@@ -10,11 +10,11 @@
  * And `--nats-url`: a seed and a ring-1 node that run no server of their own and talk through a
  * nats-server this test starts (on loopback, as an existing cluster would be run by its operator).
  *
- * Needs root, `ip` (iproute2), `nats-server` and `openssl` (CI installs them): nothing is skipped.
+ * ringd and ringctl run as scripts/ringd-process.ts runs them (the fresh build when there is one),
+ * each ringd behind `ip netns exec`, as in netns.integ.ts. Needs root, `ip` (iproute2),
+ * `nats-server` and `openssl` (CI installs them): nothing is skipped.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,32 +25,20 @@ import { NATS_ROUTE_PEERS_FILE } from "../../agent/node/nats-routes.ts";
 import { readKeyFile } from "../../agent/store/key-file.ts";
 import { natsMemberPermissions } from "../../agent/transport/nats.ts";
 import { keyHex } from "../../protocol/index.ts";
+import { type Ran, RingdProcesses } from "../../scripts/ringd-process.ts";
 import { eventually } from "../support/eventually.ts";
-import { makeNetwork, type NetnsNetwork, type Ran, sh } from "../support/netns.ts";
+import { makeNetwork, type NetnsNetwork } from "../support/netns.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
 const wait = { timeoutMs: 90_000, intervalMs: 500 };
 /** Every node listens on this port in its own namespace (+1 joins, +2 nats clients, +3 routes). */
 const PORT = 7570;
 
-const binArgs = (bin: "ringd" | "ringctl", args: readonly string[]) => [
-  "--import",
-  "tsx",
-  join(ROOT, "ctl", "bin", `${bin}.ts`),
-  ...args,
-];
-
+const procs = new RingdProcesses();
+console.info(`ringd and ringctl run from ${procs.runner} (${procs.reason})`);
 let dir: string;
 
 /** ringctl from the root namespace, through `node`'s control socket (a UNIX socket in its data dir). */
-function ctl(args: string[], node: string): Promise<Ran> {
-  const dash = args.indexOf("--");
-  const head = dash === -1 ? args : args.slice(0, dash);
-  const tail = dash === -1 ? [] : args.slice(dash);
-  return sh(process.execPath, binArgs("ringctl", [...head, "--data-dir", join(dir, node), ...tail]), {
-    cwd: ROOT,
-  });
-}
+const ctl = (args: string[], node: string): Promise<Ran> => procs.ctl(args, join(dir, node));
 
 interface ExecOut {
   readonly results: { node: string; exitCode: number; stdout: string; verified: boolean }[];
@@ -91,35 +79,27 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
   const NODES = ["a", "b", "a1", "b1"] as const;
   type Node = (typeof NODES)[number];
   let net: NetnsNetwork;
-  const daemons = new Map<Node, { child: ChildProcess; log: string[] }>();
+  const logs = new Map<Node, string[]>();
   const keys = new Map<Node, string>();
   const nodeOf = (id: string): Node => {
     const found = NODES.find((n) => keys.get(n) === id);
     if (found === undefined) throw new Error(`an answer from ${id}, not one of ours`);
     return found;
   };
-  const logsOf = (node: Node) => daemons.get(node)?.log.join("").slice(-4_000) ?? "";
+  const logsOf = (node: Node) => logs.get(node)?.join("").slice(-4_000) ?? "";
 
-  const inNs = (node: Node, args: string[]) =>
-    net.exec(node, process.execPath, binArgs("ringd", args), { cwd: ROOT });
+  /** ringd run to completion inside `node`'s namespace. */
+  const inNs = (node: Node, args: string[]) => procs.run("ringd", args, { prefix: net.prefix(node) });
 
-  function start(node: Node): void {
-    const child = net.spawn(
-      node,
-      process.execPath,
-      binArgs("ringd", ["start", "--data-dir", join(dir, node), "--log-level", "info"]),
-      { cwd: ROOT },
-    );
+  /** `ringd start` for `node`, in its namespace, logging at info; resolves once it answers. */
+  async function start(node: Node): Promise<void> {
     const log: string[] = [];
-    child.stderr?.on("data", (chunk: Buffer) => log.push(chunk.toString()));
-    daemons.set(node, { child, log });
-  }
-
-  async function ready(node: Node): Promise<void> {
-    await eventually(async () => {
-      const r = await ctl(["status"], node);
-      expect(r.code, `${r.stderr}\nringd ${node}: ${logsOf(node)}`).toBe(0);
-    }, wait);
+    logs.set(node, log);
+    await procs.start(join(dir, node), ["--log-level", "info"], {
+      prefix: net.prefix(node),
+      timeoutMs: wait.timeoutMs,
+      onStderr: (chunk) => log.push(chunk),
+    });
   }
 
   async function joinNode(node: Node, via: Node, ring: 0 | 1, tier: string): Promise<void> {
@@ -140,8 +120,7 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
     ]);
     expect(joined.code, joined.stderr).toBe(0);
     expect(joined.stdout).toContain(`as a ring-${ring} node`);
-    start(node);
-    await ready(node);
+    await start(node);
     keys.set(node, await keyOf(node));
   }
 
@@ -178,8 +157,7 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
       "nats",
     ]);
     expect(init.code, init.stderr).toBe(0);
-    start("a");
-    await ready("a");
+    await start("a");
     keys.set("a", await keyOf("a"));
     await joinNode("b", "a", 0, "");
     await joinNode("a1", "a", 1, "left");
@@ -187,8 +165,8 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
   }, 300_000);
 
   afterAll(async () => {
-    for (const { child } of daemons.values()) child.kill("SIGKILL");
-    await net?.remove();
+    await procs.stopAll();
+    await net?.remove(); // and whatever still runs in the namespaces, e.g. a nats-server
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   }, 120_000);
 
@@ -248,7 +226,6 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
 
   it("kill -9 of the first seed's machine: the second seed's side keeps working; restarted, the cluster re-forms", async () => {
     await net.killAll("a"); // ringd and its nats-server: nothing is left in the namespace
-    daemons.delete("a");
     await eventually(async () => {
       const r = await execVia("b", ["true"]);
       expect(r.code, r.stdout + r.stderr).toBe(3); // a and a1 are missing ...
@@ -257,8 +234,7 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
     }, wait);
     expect((await routez("b")).num_routes).toBe(0);
 
-    start("a"); // no token, no flags: everything is in its data dir, its route book included
-    await ready("a");
+    await start("a"); // no token, no flags: everything is in its data dir, its route book included
     await eventually(async () => {
       expect((await routez("a")).num_routes, logsOf("a")).toBe(1);
       expect((await routez("b")).num_routes).toBe(1);
@@ -290,53 +266,30 @@ describe("two ring-0 seeds in separate namespaces cluster their nats-servers", (
   });
 });
 
-/** A port that was free on 127.0.0.1 a moment ago, with the next one free too (joins use + 1). */
-async function freePortPair(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = createServer();
-      srv.once("error", reject);
-      srv.listen(0, "127.0.0.1", () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => resolve(p));
-      });
-    });
-    const next = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once("error", () => resolve(false));
-      srv.listen(port + 1, "127.0.0.1", () => srv.close(() => resolve(true)));
-    });
-    if (next && port < 65_000) return port;
-  }
-}
+/**
+ * The --nats-url nodes run on loopback, beside the test's nats-server: the seed on this port, the
+ * joined node on + 5, each with its block of 5 (a ring-1 node binds + 4 too). Below the ephemeral
+ * ports (32768+), where no outgoing connection can take one, in a stretch no other integration
+ * file uses.
+ */
+const NATS_URL_PORT = 32_400 + 10 * Math.floor(Math.random() * 30);
 
 describe("--nats-url: ringd uses an existing nats-server and runs none of its own", () => {
   let server: NatsServer | undefined;
-  const daemons = new Map<string, ChildProcess>();
-  const run = (args: string[]) => sh(process.execPath, binArgs("ringd", args), { cwd: ROOT });
-
-  function start(node: string, extra: string[]): ChildProcess {
-    const proc = spawn(
-      process.execPath,
-      binArgs("ringd", ["start", "--data-dir", join(dir, node), "--log-level", "warn", ...extra]),
-      { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
-    );
-    daemons.set(node, proc);
-    return proc;
-  }
+  const run = (args: string[]) => procs.run("ringd", args);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "enjc-natsurl-"));
   });
 
   afterAll(async () => {
-    for (const child of daemons.values()) child.kill("SIGKILL");
+    await procs.stopAll();
     await server?.stop();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
   it("a seed and a joined node meet through the test's nats-server, which admits their nkeys", async () => {
-    const seedPort = await freePortPair();
+    const seedPort = NATS_URL_PORT;
     const init = await run([
       "init",
       "--json",
@@ -358,15 +311,11 @@ describe("--nats-url: ringd uses an existing nats-server and runs none of its ow
     });
     const caFile = join(dir, "existing-nats", NATS_CERT_FILE);
     const natsFlags = ["--nats-url", server.url, "--nats-ca-file", caFile];
-    start("seed", natsFlags);
-    await eventually(async () => {
-      const r = await ctl(["status"], "seed");
-      expect(r.code, r.stderr).toBe(0);
-    }, wait);
+    await procs.start(join(dir, "seed"), ["--log-level", "warn", ...natsFlags], wait);
 
     const token = await ctl(["token", "create", "--ring", "1", "--ttl", "10m"], "seed");
     expect(token.code, token.stderr).toBe(0);
-    const n1Port = await freePortPair();
+    const n1Port = NATS_URL_PORT + 5;
     const joined = await run([
       "join",
       token.stdout.trim(),
@@ -384,7 +333,7 @@ describe("--nats-url: ringd uses an existing nats-server and runs none of its ow
     expect(lost.stderr).toContain("--nats-url");
     const n1Key = (await readKeyFile(join(dir, "n1", "node.key")))!.publicKey;
     await server.reload([seedKey, n1Key]); // the operator admits the new node's nkey
-    start("n1", natsFlags);
+    await procs.start(join(dir, "n1"), ["--log-level", "warn", ...natsFlags], wait);
 
     await eventually(async () => {
       const r = await execVia("seed", ["echo", "hi"], [], "seed");

@@ -42,25 +42,15 @@ const ns = (node: Node) => net.ns(node);
 const addr = (node: Node) => net.addr(node);
 
 /** ringd run to completion inside `node`'s namespace. */
-const ringdIn = (node: Node, args: string[]) =>
-  procs.run("ringd", args, { prefix: ["ip", "netns", "exec", ns(node)] });
+const ringdIn = (node: Node, args: string[]) => procs.run("ringd", args, { prefix: net.prefix(node) });
 
 /** `ringd start` for `node`, in its namespace, in the background; resolves once it answers. */
 async function startDaemon(node: Node): Promise<void> {
-  const dataDir = join(dir, node);
-  const child = procs.spawn("ringd", ["start", "--data-dir", dataDir, "--log-level", "warn"], {
-    prefix: ["ip", "netns", "exec", ns(node)],
-  });
-  await procs.waitReady(child, dataDir, wait);
+  await procs.start(join(dir, node), ["--log-level", "warn"], { prefix: net.prefix(node), ...wait });
 }
 
 /** ringctl from the root namespace, through `node`'s control socket (a UNIX socket in its data dir). */
-function ctl(args: string[], node: Node = "seed"): Promise<Ran> {
-  const dash = args.indexOf("--");
-  const head = dash === -1 ? args : args.slice(0, dash);
-  const tail = dash === -1 ? [] : args.slice(dash);
-  return procs.run("ringctl", [...head, "--data-dir", join(dir, node), ...tail]);
-}
+const ctl = (args: string[], node: Node = "seed"): Promise<Ran> => procs.ctl(args, join(dir, node));
 
 interface Listed {
   readonly id: string;

@@ -10,7 +10,7 @@
  * and the bridge along), and checks that none is left. Needs root and `ip` (iproute2): when a
  * namespace cannot be made, `makeNetwork` throws with the command's stderr; it never skips.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 
 /** What a finished command gave. */
@@ -60,10 +60,13 @@ export interface NetnsNetwork {
   ns(node: string): string;
   /** The address of `node` (no prefix length). */
   addr(node: string): string;
+  /**
+   * The command that runs a program inside `node`'s namespace, `ip netns exec NS` (which execs it
+   * in place): RingdProcesses' `prefix`, for a ringd in the namespace.
+   */
+  prefix(node: string): string[];
   /** Run `file args` to completion inside `node`'s namespace. */
   exec(node: string, file: string, args: readonly string[], opts?: { cwd?: string }): Promise<Ran>;
-  /** Start `file args` inside `node`'s namespace in the background (ip netns exec execs in place). */
-  spawn(node: string, file: string, args: readonly string[], opts?: { cwd?: string }): ChildProcess;
   /** SIGKILL every process in `node`'s namespace (a machine that dies) and wait until none is left. */
   killAll(node: string): Promise<void>;
   /** Kill everything, delete every namespace (veths and bridge with them); throws if any is left. */
@@ -173,13 +176,8 @@ export async function makeNetwork(opts: {
     subnet,
     ns,
     addr,
+    prefix: (node) => ["ip", "netns", "exec", ns(node)],
     exec: (node, file, args, o = {}) => sh("ip", ["netns", "exec", ns(node), file, ...args], o),
-    spawn: (node, file, args, o = {}) =>
-      spawn("ip", ["netns", "exec", ns(node), file, ...args], {
-        cwd: o.cwd,
-        env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ENJIN_"))),
-        stdio: ["ignore", "ignore", "pipe"],
-      }),
     killAll: (node) => killEverythingIn([ns(node)]),
     remove,
   };
