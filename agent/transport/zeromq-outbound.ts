@@ -4,7 +4,8 @@
  * `send` in flight per socket, so each destination has a pump that drains its queue one message
  * at a time; libzmq's own queue (the high-water mark) sits behind it. A full queue drops the frame
  * and counts `dropped-queue-full`. At most `maxPeers` Dealers stay open: opening one more closes
- * the least recently used (its queued frames count as `dropped-evicted`).
+ * the least recently used. Frames still in our queue are dropped (`dropped-evicted`); what libzmq
+ * already holds still goes out for EVICTED_LINGER_MS, the Dealer connecting if it was not yet.
  */
 import { createRequire } from "node:module";
 import type * as Zmq from "zeromq";
@@ -13,6 +14,14 @@ import { z85Encode } from "./zeromq-keys.ts";
 
 // zeromq is CommonJS: `require` skips node's scan of its source for named exports (protocol/sodium.ts).
 const zmq = createRequire(import.meta.url)("zeromq") as typeof Zmq;
+
+/**
+ * How long an evicted Dealer keeps trying to deliver what libzmq already holds (ZMQ_LINGER). A frame
+ * handed over just before the eviction, perhaps before the handshake was done, would otherwise be
+ * lost uncounted (a probe's ack, a command's result). Bounds the sockets closing in the background
+ * to the evictions of the last second.
+ */
+export const EVICTED_LINGER_MS = 1_000;
 
 /** Where a destination is and which CURVE key its server must prove. */
 export interface OutboundTarget {
@@ -76,6 +85,7 @@ export class Outbound {
       const [lruTo, lru] = this.#peers.entries().next().value as [string, Peer];
       o.counters.inc("dropped-evicted", lru.queue.length);
       o.counters.inc("evicted-peer");
+      lru.dealer.linger = EVICTED_LINGER_MS;
       this.#close(lruTo, lru);
     }
     let dealer: Zmq.Dealer | undefined;

@@ -228,6 +228,30 @@ describe("zeromq transport", () => {
     expect(a.t.counters()["evicted-peer"]).toBe(2);
   });
 
+  it("still delivers a frame libzmq held when its connection was evicted before the handshake", async () => {
+    // A peer that is down for now: its address is known, nobody listens there yet.
+    const later = generateIdentity();
+    const first = await zeromq({ identity: later, authorize: () => true })(LOCAL);
+    const address = first.address;
+    await first.close();
+    const a = await node({ maxPeers: 1 });
+    expect(a.t.send(address, Uint8Array.of(7))).toBeNull();
+    await eventually(() => expect(a.t.counters().sent).toBe(1), WAIT); // handed to libzmq, not connected
+    const other = await node();
+    expect(a.t.send(other.t.address, Uint8Array.of(8))).toBeNull(); // evicts the unconnected one
+    expect(a.t.counters()["evicted-peer"]).toBe(1);
+    expect(a.t.counters()["dropped-evicted"]).toBe(0); // nothing was left in our own queue
+    // The peer comes up on its address within the linger: the frame was not lost with the socket.
+    const back = await zeromq({ identity: later, authorize: () => true })({
+      listen: parseZeromqAddress(address)!.endpoint,
+    });
+    open.push(back);
+    const inbox: number[] = [];
+    back.onFrame((_from, frame) => inbox.push(...frame));
+    await eventually(() => expect(inbox).toEqual([7]), WAIT);
+    await eventually(() => expect(other.inbox.map((r) => r.bytes[0])).toEqual([8]), WAIT);
+  });
+
   it("drops and counts frames beyond a full queue, without blocking or throwing", async () => {
     const a = await node({ maxQueuedFrames: 4 });
     const silent = generateIdentity();
