@@ -6,7 +6,8 @@
  *    until the seed lists the node alive (after `ringd start`); later nodes join with `--start` in
  *    batches, timed to their "joined mesh" line and to alive at the seed, under the batch's load;
  * 2. exec round trip: a signed Command of `true` to every node, submitted on the seed's control
- *    socket, until the last signed result arrives at the seed; baseline in the same run: raw NATS
+ *    socket, until the last signed result arrives at the seed; the same for `child.list`, which
+ *    starts no process (the command machinery alone); baseline in the same run: raw NATS
  *    request/reply through a plain nats-server on 127.0.0.1 (one responder, and a fan-out to N);
  * 3. idle memory of joined nodes after 10 s idle (VmRSS, and Private_Clean + Private_Dirty of
  *    smaps_rollup), beside an idle `node` and an idle `node --import tsx` process;
@@ -24,7 +25,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -51,6 +52,16 @@ import {
 } from "./mesh-support.ts";
 
 export type { Memory, Percentiles } from "./mesh-support.ts";
+
+/** CPU time (ms) a process has used so far, all its threads: the sum over /proc/PID/task/TID/schedstat. */
+async function cpuMsOf(pid: number): Promise<number> {
+  let ns = 0;
+  for (const task of await readdir(`/proc/${pid}/task`).catch(() => [])) {
+    const stat = await readFile(`/proc/${pid}/task/${task}/schedstat`, "utf8").catch(() => "0");
+    ns += Number(stat.split(" ")[0]);
+  }
+  return ns / 1e6;
+}
 
 /** Options of measureMesh. */
 export interface MeshBenchOptions {
@@ -113,6 +124,17 @@ export interface MeshResults {
       readonly missing: number;
       readonly lastResultMs: number;
     }[];
+    /** `child.list` to every node (no process started: the signed command and results alone). */
+    readonly listRoundTripMs: Percentiles;
+    /** child.list commands some expected node did not answer within 10 s. */
+    readonly listIncomplete: readonly {
+      readonly answered: number;
+      readonly missing: number;
+      readonly lastResultMs: number;
+    }[];
+    /** CPU time all ringd processes used together per exec command, and per child.list, less idle (ms). */
+    readonly execCpuMs: number;
+    readonly listCpuMs: number;
     readonly natsRequestMs: Percentiles;
     readonly natsFanoutMs: Percentiles;
     /** The work itself: `answers` concurrent execFile("true") from one process, until all exit. */
@@ -309,13 +331,14 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
         `alive at seed p50 ${percentiles(batchAliveMs).p50} ms`,
     );
 
-    // 2. Exec round trips through the seed's control socket.
+    // 2. Command round trips through the seed's control socket: `exec true` (a process started on
+    // every node), then `child.list` (answered from memory: the command machinery alone).
     const operator = (await readKeyFile(join(dataDir(0), "operator.key")))!;
     const client: ControlClient = await connectControl(join(dataDir(0), "ringd.sock"));
-    const roundTrip: number[] = [];
-    const answeredCounts: number[] = [];
-    const incomplete: { answered: number; missing: number; lastResultMs: number }[] = [];
-    try {
+    const roundTrips = async (action: string, args: string[]) => {
+      const roundTrip: number[] = [];
+      const answeredCounts: number[] = [];
+      const incomplete: { answered: number; missing: number; lastResultMs: number }[] = [];
       for (let c = 0; c < commands + 3; c++) {
         const now = Date.now();
         const envelope = sealEnvelope(
@@ -323,8 +346,8 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
           MessageType.Command,
           encodePayload(MessageType.Command, {
             selector: {},
-            action: "exec",
-            args: ["true"],
+            action,
+            args,
             nonce: new Uint8Array(randomBytes(16)),
             issuedAtMs: now,
             expiresMs: now + 60_000,
@@ -340,21 +363,46 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
           },
         )) as { id: string; results: string[]; missing: unknown[] };
         const ms = performance.now() - t0;
-        if (r.id !== envelopeIdKey(envelope)) throw new Error(`exec ${c}: the seed answered for ${r.id}`);
+        if (r.id !== envelopeIdKey(envelope))
+          throw new Error(`${action} ${c}: the seed answered for ${r.id}`);
         // Timed when every node the seed expected answered (the seed expects the members it knows,
         // which can be fewer than were started); otherwise counted, with its last result's time.
         if (r.missing.length > 0) {
           const lastResultMs = Math.round((lastResultAt - t0) * 10) / 10;
           incomplete.push({ answered: r.results.length, missing: r.missing.length, lastResultMs });
-          say(`exec ${c}: ${r.missing.length} expected node(s) did not answer within ${COMMAND_WAIT_MS} ms`);
+          say(
+            `${action} ${c}: ${r.missing.length} expected node(s) did not answer within ${COMMAND_WAIT_MS} ms`,
+          );
           continue;
         }
         if (c >= 3) answeredCounts.push(r.results.length);
         if (c >= 3) roundTrip.push(ms); // the first few warm up
       }
-    } finally {
+      return { roundTrip, answeredCounts, incomplete };
+    };
+    /** The CPU time all ringd processes have used so far, in ms. */
+    const ringdCpuMs = async () =>
+      (await Promise.all([...daemons.values()].map((c) => cpuMsOf(c.pid!)))).reduce((a, b) => a + b, 0);
+    // What the mesh uses idle (probes, gossip) is measured first and taken out of each command's share.
+    const idleFrom = { cpu: await ringdCpuMs(), at: performance.now() };
+    await sleep(3_000);
+    const cpuAtStart = { cpu: await ringdCpuMs(), at: performance.now() };
+    const idleCpuPerMs = (cpuAtStart.cpu - idleFrom.cpu) / (cpuAtStart.at - idleFrom.at);
+    const perCommand = (from: { cpu: number; at: number }, to: { cpu: number; at: number }) =>
+      Math.round(((to.cpu - from.cpu - idleCpuPerMs * (to.at - from.at)) / (commands + 3)) * 10) / 10;
+    const execRuns = await roundTrips("exec", ["true"]).catch((err) => {
       client.close();
-    }
+      throw err;
+    });
+    const cpuAfterExec = { cpu: await ringdCpuMs(), at: performance.now() };
+    const listRuns = await roundTrips("child.list", []).finally(() => client.close());
+    const execCpuMs = perCommand(cpuAtStart, cpuAfterExec);
+    const listCpuMs = perCommand(cpuAfterExec, { cpu: await ringdCpuMs(), at: performance.now() });
+    const { roundTrip, answeredCounts, incomplete } = execRuns;
+    say(
+      `child.list × ${commands} to ${count + 1} nodes: ${JSON.stringify(percentiles(listRuns.roundTrip))}; ` +
+        `CPU of all ringd a command: child.list ${listCpuMs} ms, exec ${execCpuMs} ms`,
+    );
     say(`exec true × ${commands} to ${count + 1} nodes: ${JSON.stringify(percentiles(roundTrip))}`);
 
     const nats = await measureNatsBaseline(procs, join(dir, "nats-baseline"), count, commands);
@@ -403,6 +451,10 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
         fewestAnswers: answeredCounts.length === 0 ? 0 : Math.min(...answeredCounts),
         roundTripMs: percentiles(roundTrip),
         incomplete,
+        listRoundTripMs: percentiles(listRuns.roundTrip),
+        listIncomplete: listRuns.incomplete,
+        execCpuMs,
+        listCpuMs,
         natsRequestMs: percentiles(nats.request),
         natsFanoutMs: percentiles(nats.fanout),
         spawnTrueMs: percentiles(spawnTrue),
