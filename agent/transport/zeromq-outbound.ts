@@ -47,8 +47,9 @@ export interface OutboundOptions {
   readonly maxPeers: number;
   /** libzmq high-water mark of each Dealer, in messages. */
   readonly highWaterMark: number;
-  /** Wait between a Dealer's reconnect attempts. */
+  /** Wait between a Dealer's reconnect attempts, doubling after each failure up to the max. */
   readonly reconnectIntervalMs: number;
+  readonly reconnectMaxIntervalMs: number;
   /** The first part of every message (the wire version). */
   readonly header: Buffer;
   /** Where `sent`, `dropped-*` and `refused-by-peer` are counted. */
@@ -99,6 +100,7 @@ export class Outbound {
         curveSecretKey: o.curveSecretKey,
         sendHighWaterMark: o.highWaterMark,
         reconnectInterval: o.reconnectIntervalMs,
+        reconnectMaxInterval: o.reconnectMaxIntervalMs,
       });
       dealer.connect(target.endpoint);
     } catch {
