@@ -21,6 +21,14 @@ import type { Daemon } from "./daemon.ts";
 import { sealRingSecret } from "./ring-secret.ts";
 import { CLOCK_SLACK_MS, SEED_CERTIFICATE_TTL_MS } from "./seed.ts";
 
+/**
+ * How long an admission on a NATS seed waits for its nats-server to take the joiner's key before it
+ * answers anyway: a reload takes milliseconds on a quiet machine but seconds on a starved one, and
+ * the joiner gives an attempt JOIN_ATTEMPT_TIMEOUT_MS (5 s). A joiner that connects before the
+ * reload lands is refused and tries again (NATS_START_RETRY_MS) until it is admitted.
+ */
+export const NATS_ADMIT_WAIT_MS = 2_000;
+
 /** How long a joined node's certificate is valid, at most (it never outlives its issuer's). */
 export const MEMBER_CERTIFICATE_TTL_MS = 365 * 24 * 3_600_000;
 
@@ -103,7 +111,8 @@ export async function admitJoiner(
   await daemon.state.putCertificate(certificate);
   if (!daemon.node.relay(certificate))
     throw new Error("the new certificate did not pass this node's own checks");
-  await daemon.natsLink?.refresh(); // on NATS, the server admits the joiner before it hears back
+  // On NATS, the server admits the joiner before it hears back, unless the reload is slow.
+  await daemon.natsLink?.refresh(NATS_ADMIT_WAIT_MS);
   await daemon.store.appendAudit(
     "join",
     // The name the joiner asked for has no place in a certificate; the audit log keeps it.

@@ -115,9 +115,10 @@ export interface NatsLink {
   readonly server: NatsServer | undefined;
   /**
    * Apply the current trust to the server's allowed keys and route peers (debounced); resolves
-   * once the server runs with them. A node that runs no server resolves at once.
+   * once the server runs with them, or after `waitAtMostMs` if given. A node that runs no server
+   * resolves at once.
    */
-  refresh(): Promise<void>;
+  refresh(waitAtMostMs?: number): Promise<void>;
   /**
    * Wire the started node: a seed announces its server's route on the mesh (now and every
    * NATS_ROUTE_ANNOUNCE_INTERVAL_MS) and takes the announcements of other seeds. Idempotent.
@@ -310,7 +311,8 @@ async function linkAround(
     if (err !== undefined) opts.log.error({ err }, "the NATS connection ended: this node is cut off");
   });
   let closing: Promise<void> | undefined;
-  const refresh = (): Promise<void> => routing?.refresh() ?? Promise.resolve();
+  const refresh = (waitAtMostMs?: number): Promise<void> =>
+    routing?.refresh(waitAtMostMs) ?? Promise.resolve();
   return {
     transport: {
       address: transport.address,

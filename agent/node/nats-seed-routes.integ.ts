@@ -1,9 +1,10 @@
 /**
  * A seed's reloads on a real nats-server while members join faster than the server reloads: one
  * reload runs at a time, the changes made meanwhile go to the server together in the next, and
- * every refresh resolves only once the server admits the keys it was called for. A reload is held
- * in flight by letting the seed's calls wait at a gate before they reach the real server (on a
- * loaded machine a reload takes seconds, and every joiner's admission waits for one).
+ * every refresh resolves only once the server admits the keys it was called for, or, when it may
+ * wait only so long (a joiner's admission), once that time is up. A reload is held in flight by
+ * letting the seed's calls wait at a gate before they reach the real server (on a loaded machine a
+ * reload takes seconds, and every joiner's admission waits for one).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -36,6 +37,39 @@ afterAll(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
+/** A seed's reloads of `members`, each held at a gate until `open()`; `reloaded` counts the keys of each. */
+async function gatedSeed(members: readonly Identity[]) {
+  let open: () => void = () => undefined;
+  let gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const reloaded: number[] = [];
+  const routes = seedRoutes({
+    server: {
+      ...server,
+      async reload(keys, set) {
+        reloaded.push(keys.length);
+        await gate;
+        return server.reload(keys, set);
+      },
+    },
+    book: await RoutePeerBook.load(join(dir, "nats")),
+    pinnedPem: undefined,
+    isRevoked: () => false,
+    ownKeyHex: keyHex(generateIdentity().publicKey),
+    allowedKeys: () => members.map((m) => m.publicKey),
+    log: pino({ level: "silent" }),
+  });
+  return {
+    routes,
+    reloaded,
+    open() {
+      gate = Promise.resolve();
+      open();
+    },
+  };
+}
+
 /** Connect to the server as `who`, and close again; rejects when the server refuses the nkey. */
 async function connectAs(who: Identity): Promise<void> {
   const transport = await nats({ servers: server.url, caPem: server.caPem, identity: who, meshId: MESH })({});
@@ -45,27 +79,7 @@ async function connectAs(who: Identity): Promise<void> {
 describe("a seed's nats-server reloads while members join", () => {
   it("runs one reload at a time; what changes meanwhile goes in the next, and each refresh waits for its keys", async () => {
     const members: Identity[] = [];
-    let open: () => void = () => undefined;
-    let gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    const reloaded: number[] = []; // how many keys each reload that reached the seed's server carried
-    const routes = seedRoutes({
-      server: {
-        ...server,
-        async reload(keys, set) {
-          reloaded.push(keys.length);
-          await gate;
-          return server.reload(keys, set);
-        },
-      },
-      book: await RoutePeerBook.load(join(dir, "nats")),
-      pinnedPem: undefined,
-      isRevoked: () => false,
-      ownKeyHex: keyHex(generateIdentity().publicKey),
-      allowedKeys: () => members.map((m) => m.publicKey),
-      log: pino({ level: "silent" }),
-    });
+    const { routes, reloaded, open } = await gatedSeed(members);
     try {
       const join = (): Promise<void> => {
         members.push(generateIdentity());
@@ -89,7 +103,6 @@ describe("a seed's nats-server reloads while members join", () => {
       expect(settled.filter(Boolean)).toEqual([]);
       await expect(connectAs(members[5]!)).rejects.toBeInstanceOf(NatsAuthorizationError);
 
-      gate = Promise.resolve();
       open();
       await first;
       await Promise.all(later);
@@ -100,6 +113,27 @@ describe("a seed's nats-server reloads while members join", () => {
       // Nothing changed: a refresh (a joiner's second attempt) resolves without a reload.
       await routes.refresh();
       expect(reloaded).toEqual([1, 6]);
+    } finally {
+      open();
+      routes.close();
+    }
+  });
+
+  it("an admission that may wait only so long is answered while the reload is held; the joiner gets in once it lands", async () => {
+    const members: Identity[] = [];
+    const { routes, reloaded, open } = await gatedSeed(members);
+    try {
+      const joiner = generateIdentity();
+      members.push(joiner);
+      const answered = await Promise.race([
+        routes.refresh(200).then(() => "answered"),
+        new Promise((r) => setTimeout(() => r("still waiting"), 5_000)),
+      ]);
+      expect(answered).toBe("answered");
+      expect(reloaded).toEqual([1]); // held at the gate
+      await expect(connectAs(joiner)).rejects.toBeInstanceOf(NatsAuthorizationError);
+      open();
+      await eventually(() => connectAs(joiner), { timeoutMs: 10_000, intervalMs: 100 });
     } finally {
       open();
       routes.close();

@@ -39,8 +39,11 @@ export interface SeedRoutesOptions {
 /** The running half of a seed's routes (see the file comment). */
 export interface SeedRoutes {
   readonly server: NatsServer;
-  /** Apply current trust and routes to the server (debounced); resolves once applied. */
-  refresh(): Promise<void>;
+  /**
+   * Apply current trust and routes to the server (debounced); resolves once applied, or after
+   * `waitAtMostMs` if given (a failure after that is logged, not thrown).
+   */
+  refresh(waitAtMostMs?: number): Promise<void>;
   /** Take route announcements from `node`, and announce ours now and periodically. */
   attach(node: MeshNode): void;
   /** Counts of announcements made, learned and refused (by reason), and of reloads, for `status`. */
@@ -108,11 +111,29 @@ export function seedRoutes(opts: SeedRoutesOptions): SeedRoutes {
         if (waiting.length > 0 && timer === undefined) flush();
       });
   };
-  const refresh = (): Promise<void> => {
+  const refresh = (waitAtMostMs?: number): Promise<void> => {
     if (closed) return Promise.resolve();
     const done = new Promise<void>((resolve, reject) => waiting.push({ resolve, reject }));
     timer ??= setTimeout(flush, NATS_RELOAD_DEBOUNCE_MS);
-    return done;
+    if (waitAtMostMs === undefined) return done;
+    return new Promise<void>((resolve, reject) => {
+      let late = false;
+      const bound = setTimeout(() => {
+        late = true;
+        resolve();
+      }, waitAtMostMs);
+      done.then(
+        () => {
+          clearTimeout(bound);
+          resolve();
+        },
+        (err: unknown) => {
+          clearTimeout(bound);
+          if (late) log.error({ err }, "nats-server did not take a new member");
+          else reject(err);
+        },
+      );
+    });
   };
 
   let node: MeshNode | undefined;
