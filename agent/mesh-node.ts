@@ -616,6 +616,12 @@ export class MeshNode {
         }
         case "changed": {
           if (action.state !== "dead") this.#deathNotices.delete(action.id);
+          // A member declared dead or gone keeps no connection open here (ZeroMQ would retry it
+          // every second); a reconnect probe, or the member's return, opens one afresh.
+          if ((action.state === "dead" || action.state === "left") && action.id !== this.id) {
+            const addr = this.membership.member(action.id)?.addr;
+            if (addr !== undefined && addr !== "") this.#opts.transport.forget?.(addr);
+          }
           // Gossip's peers are the live members (alive or suspect): only crossing that line counts.
           const live = action.state === "alive" || action.state === "suspect";
           if (action.id !== this.id && live !== this.#live.has(action.id)) {

@@ -19,6 +19,7 @@ import {
 import { type GossipConfig, type MembershipConfig, type NodeId, seededRng } from "../rings/index.ts";
 import { MeshNode } from "./mesh-node.ts";
 import { type MemoryNetwork, memory, memoryNetwork } from "./transport/memory.ts";
+import type { Transport } from "./transport/transport.ts";
 import { VirtualClock } from "./virtual-clock.ts";
 
 /** The shape of a simulated mesh. */
@@ -39,6 +40,8 @@ export interface SimOptions {
    * rather than CPU (a 1,000-node partition costs millions of verifications) may turn it on.
    */
   readonly sharedVerifyMemo?: boolean;
+  /** Wrap each node's transport (to observe or disturb what a node asks of it); default none. */
+  readonly wrapTransport?: (transport: Transport, index: number) => Transport;
 }
 
 /** Entries the shared memo holds before it starts over (bounds its memory). */
@@ -138,7 +141,8 @@ export async function createMesh(opts: SimOptions): Promise<SimMesh> {
   const nodes: SimNode[] = [];
   for (let i = 0; i < opts.nodes; i++) {
     const identity = identities[i]!;
-    const transport = await factory({ listen: `n${i}` });
+    const bare = await factory({ listen: `n${i}` });
+    const transport = opts.wrapTransport?.(bare, i) ?? bare;
     const node = new MeshNode({
       identity,
       ring: 0,

@@ -17,6 +17,11 @@ export interface Transport {
    * Returns null when queued, or the reason it was refused locally. Never throws on bad input.
    */
   send(to: string, frame: Uint8Array): SendRefusal | null;
+  /**
+   * Let go of what is kept open for sending to `to` (a member declared dead or gone), if anything;
+   * a later `send` to it opens afresh. Optional: a transport that keeps nothing per peer leaves it out.
+   */
+  forget?(to: string): void;
   /** Install the single receiver of inbound frames. `from` is the sender's address. */
   onFrame(handler: (from: string, frame: Uint8Array) => void): void;
   /** Stop sending and receiving; idempotent. */

@@ -136,6 +136,19 @@ export class Outbound {
     void this.#pump(peer);
   }
 
+  /**
+   * Close the Dealer for `to`, if open, once libzmq has sent what it already holds (within
+   * EVICTED_LINGER_MS); frames still in our queue are dropped and counted `dropped-forgotten`.
+   */
+  forget(to: string): void {
+    const peer = this.#peers.get(to);
+    if (peer === undefined) return;
+    this.#opts.counters.inc("dropped-forgotten", peer.queue.length);
+    this.#opts.counters.inc("forgotten-peer");
+    peer.dealer.linger = EVICTED_LINGER_MS;
+    this.#close(to, peer);
+  }
+
   /** Close every Dealer to a server with this CURVE key (hex), dropping what is queued. */
   closeKey(curveHex: string): void {
     for (const [to, peer] of [...this.#peers]) if (peer.curveHex === curveHex) this.#close(to, peer);

@@ -228,6 +228,25 @@ describe("zeromq transport", () => {
     expect(a.t.counters()["evicted-peer"]).toBe(2);
   });
 
+  it("forget closes a peer's connection: it no longer counts against maxPeers, and a send reopens it", async () => {
+    const sink1 = await node();
+    const sink2 = await node();
+    const sink3 = await node();
+    const a = await node({ maxPeers: 2 });
+    expect(a.t.send(sink1.t.address, Uint8Array.of(1))).toBeNull();
+    expect(a.t.send(sink2.t.address, Uint8Array.of(2))).toBeNull();
+    await eventually(() => expect(sink1.inbox.length + sink2.inbox.length).toBe(2), WAIT);
+    a.t.forget?.(sink1.t.address);
+    a.t.forget?.("tcp://127.0.0.1:1#nobody"); // nothing open there: nothing happens
+    expect(a.t.counters()["forgotten-peer"]).toBe(1);
+    expect(a.t.send(sink3.t.address, Uint8Array.of(3))).toBeNull(); // room without evicting sink2
+    expect(a.t.counters()["evicted-peer"] ?? 0).toBe(0);
+    await eventually(() => expect(sink3.inbox.map((r) => r.bytes[0])).toEqual([3]), WAIT);
+    expect(a.t.send(sink1.t.address, Uint8Array.of(4))).toBeNull(); // opened afresh (evicts sink2)
+    expect(a.t.counters()["evicted-peer"]).toBe(1);
+    await eventually(() => expect(sink1.inbox.map((r) => r.bytes[0])).toEqual([1, 4]), WAIT);
+  });
+
   it("still delivers a frame libzmq held when its connection was evicted before the handshake", async () => {
     // A peer that is down for now: its address is known, nobody listens there yet.
     const later = generateIdentity();

@@ -472,6 +472,9 @@ async function open(
     onFrame(next) {
       handler = next;
     },
+    forget(to) {
+      if (!closed) outbound.forget(to);
+    },
     revoke(ed25519PublicKey) {
       const curveHex = curveHexOf(keyHex(ed25519PublicKey), ed25519PublicKey);
       if (curveHex === null) return Promise.resolve(); // no CURVE form: it can never connect
