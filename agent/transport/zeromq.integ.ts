@@ -209,11 +209,15 @@ describe("zeromq transport", () => {
     expect(server.inbox).toHaveLength(1);
   });
 
+  /** Three receivers, and a sender that keeps at most two connections open. */
+  const threeSinksAndTwoPeers = async () => {
+    const sinks = [await node(), await node(), await node()] as const;
+    return { sinks, a: await node({ maxPeers: 2 }) };
+  };
+
   it("keeps at most maxPeers outbound connections, closing the least recently used", async () => {
-    const sink1 = await node();
-    const sink2 = await node();
-    const sink3 = await node();
-    const a = await node({ maxPeers: 2 });
+    const { sinks, a } = await threeSinksAndTwoPeers();
+    const [sink1, sink2, sink3] = sinks;
     expect(a.t.send(sink1.t.address, Uint8Array.of(1))).toBeNull();
     expect(a.t.send(sink2.t.address, Uint8Array.of(2))).toBeNull();
     expect(a.t.send(sink1.t.address, Uint8Array.of(3))).toBeNull(); // sink2 is now least recent
@@ -229,10 +233,8 @@ describe("zeromq transport", () => {
   });
 
   it("forget closes a peer's connection: it no longer counts against maxPeers, and a send reopens it", async () => {
-    const sink1 = await node();
-    const sink2 = await node();
-    const sink3 = await node();
-    const a = await node({ maxPeers: 2 });
+    const { sinks, a } = await threeSinksAndTwoPeers();
+    const [sink1, sink2, sink3] = sinks;
     expect(a.t.send(sink1.t.address, Uint8Array.of(1))).toBeNull();
     expect(a.t.send(sink2.t.address, Uint8Array.of(2))).toBeNull();
     await eventually(() => expect(sink1.inbox.length + sink2.inbox.length).toBe(2), WAIT);
