@@ -84,10 +84,7 @@ export class Outbound {
     const o = this.#opts;
     if (this.#peers.size >= o.maxPeers) {
       const [lruTo, lru] = this.#peers.entries().next().value as [string, Peer];
-      o.counters.inc("dropped-evicted", lru.queue.length);
-      o.counters.inc("evicted-peer");
-      lru.dealer.linger = EVICTED_LINGER_MS;
-      this.#close(lruTo, lru);
+      this.#letGo(lruTo, lru, "evicted");
     }
     let dealer: Zmq.Dealer | undefined;
     try {
@@ -142,9 +139,16 @@ export class Outbound {
    */
   forget(to: string): void {
     const peer = this.#peers.get(to);
-    if (peer === undefined) return;
-    this.#opts.counters.inc("dropped-forgotten", peer.queue.length);
-    this.#opts.counters.inc("forgotten-peer");
+    if (peer !== undefined) this.#letGo(to, peer, "forgotten");
+  }
+
+  /**
+   * Close a Dealer we chose to drop (not a failed one): what libzmq holds still goes out within
+   * EVICTED_LINGER_MS; our queued frames are counted `dropped-<why>`, the Dealer `<why>-peer`.
+   */
+  #letGo(to: string, peer: Peer, why: "evicted" | "forgotten"): void {
+    this.#opts.counters.inc(`dropped-${why}`, peer.queue.length);
+    this.#opts.counters.inc(`${why}-peer`);
     peer.dealer.linger = EVICTED_LINGER_MS;
     this.#close(to, peer);
   }
