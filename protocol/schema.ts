@@ -153,6 +153,7 @@ export const payloadSchemas = {
 
 /** Check `value` against the schema of `type`; throws SchemaError naming the first problems. */
 export function validatePayload(type: MessageType, value: unknown): void {
+  if (quickChecks[type](value)) return;
   const result = v.safeParse(payloadSchemas[type], value);
   if (!result.success) {
     const detail = result.issues
@@ -162,3 +163,48 @@ export function validatePayload(type: MessageType, value: unknown): void {
     throw new SchemaError(`payload of type ${type}: ${detail}`);
   }
 }
+
+/** A valibot schema as run directly: its dataset carries `issues` only when the value failed. */
+interface Runnable {
+  readonly type: string;
+  readonly entries?: Readonly<Record<string, Runnable>>;
+  /** Set on a v.pipe, which also carries its first schema's type and entries. */
+  readonly pipe?: readonly unknown[];
+  "~run"(dataset: { value: unknown }, config: QuickConfig): { readonly issues?: unknown };
+}
+type QuickConfig = v.Config<v.BaseIssue<unknown>>;
+/** Stop at the first issue: the quick check only answers yes or no; the details come from safeParse. */
+const QUICK_CONFIG: QuickConfig = Object.freeze({ abortEarly: true, abortPipeEarly: true });
+
+/**
+ * The same verdict as `v.safeParse(schema, value).success`, for the payloads' hot path (every
+ * received message passes here, between two signature checks). A top-level object schema is run
+ * field by field: valibot's object run also copies every field into a fresh output object, through
+ * key lookups that no inline cache can follow, which the decoder's freshly decoded value does not
+ * need. Any other schema, a v.pipe over an object included, is run whole. A value that fails is run again through safeParse for the
+ * error's details, so a failure costs more and a pass less; protocol/schema.test.ts checks the two
+ * verdicts agree on random and corrupted payloads of every type.
+ */
+function quickCheck(schema: Runnable): (value: unknown) => boolean {
+  // A pipe of an object (and checks across its fields) looks like the object: run it whole.
+  const entries = schema.type === "object" && schema.pipe === undefined ? schema.entries : undefined;
+  if (entries === undefined) return (value) => schema["~run"]({ value }, QUICK_CONFIG).issues === undefined;
+  const fields = Object.entries(entries);
+  return (value) => {
+    if (typeof value !== "object" || value === null) return false;
+    const record = value as Readonly<Record<string, unknown>>;
+    for (const [key, field] of fields) {
+      if (field["~run"]({ value: record[key] }, QUICK_CONFIG).issues !== undefined) return false;
+    }
+    return true;
+  };
+}
+
+/** Whether `value` passes the quick check of `type`'s schema (exported for its test). */
+export function passesQuickCheck(type: MessageType, value: unknown): boolean {
+  return quickChecks[type](value);
+}
+
+const quickChecks = Object.fromEntries(
+  Object.entries(payloadSchemas).map(([type, schema]) => [type, quickCheck(schema as unknown as Runnable)]),
+) as unknown as Readonly<Record<MessageType, (value: unknown) => boolean>>;
