@@ -6,7 +6,8 @@
  *
  * Workload: `senders` certified ring-0 nodes (chains already checked once, as in steady state), each
  * sending broadcasts with a `payloadBytes` application payload; every envelope is distinct, so each
- * one really is verified. The baseline verifies the very same (signature, signed bytes, key) triples
+ * one really is verified. Dedup asks the node's own seen-set (SeenSet with the gossip defaults'
+ * limit), filled with other ids so that it ends each pass full, as a busy node's is. The baseline verifies the very same (signature, signed bytes, key) triples
  * with sodium-native directly, so the ratio isolates what the pipeline adds. The pipeline is measured
  * two ways: `ingest` one envelope at a time, and `ingestFrame` (what MeshNode does with a received
  * frame) over frames of MAX_FRAME_ITEMS envelopes (all screened, then all verified back to back,
@@ -33,7 +34,7 @@ import {
   sealEnvelope,
   signedMessage,
 } from "../protocol/index.ts";
-import { Counters, ingest, ingestFrame, TrustStore } from "../rings/index.ts";
+import { Counters, defaultGossipConfig, ingest, ingestFrame, SeenSet, TrustStore } from "../rings/index.ts";
 
 /** Options of measureIngest. */
 export interface IngestBenchOptions {
@@ -126,7 +127,22 @@ export function measureIngest(opts: IngestBenchOptions = {}): IngestRates {
   const trust = new TrustStore(root.publicKey, { source: (hex) => certificates.get(hex) });
   for (const s of senders) trust.standing(keyHex(s.publicKey), START_MS);
   const counters = new Counters();
-  let seen = new Set<string>();
+  const { seenLimit, seenTtlMs } = defaultGossipConfig();
+  /** A seen-set holding `seenLimit - count` ids of earlier traffic, so the workload fills it up. */
+  let fillSeed = 1;
+  const busySeenSet = (): SeenSet => {
+    const set = new SeenSet(seenLimit, seenTtlMs);
+    const filler = new Uint8Array(16);
+    for (let i = 0; i < Math.max(0, seenLimit - count); i++) {
+      for (let b = 0; b < 16; b++) {
+        fillSeed = (Math.imul(fillSeed, 1103515245) + 12345) >>> 0;
+        filler[b] = fillSeed >>> 24;
+      }
+      set.add(String.fromCharCode(...filler), START_MS);
+    }
+    return set;
+  };
+  let seen = busySeenSet();
   const ctx = { trust, ring: 0 as const, hasSeen: (id: string) => seen.has(id), counters };
   const frames: FrameItem[][] = [];
   for (let from = 0; from < count; from += MAX_FRAME_ITEMS) {
@@ -147,14 +163,14 @@ export function measureIngest(opts: IngestBenchOptions = {}): IngestRates {
         const accepted = ingest(ctx, envelopes[i]!, 3, START_MS);
         if (accepted === null)
           throw new Error(`ingest refused an honest envelope: ${JSON.stringify(counters.snapshot())}`);
-        seen.add(accepted.id);
+        seen.add(accepted.id, START_MS);
       }
     }),
     side((from, to) => {
       // A slice starts on a frame (SLICE is whole frames); the last one may end within one.
       for (let f = from / MAX_FRAME_ITEMS; f < Math.ceil(to / MAX_FRAME_ITEMS); f++) {
         const frame = frames[f]!;
-        const accepted = ingestFrame(ctx, frame, START_MS, (msg) => seen.add(msg.id));
+        const accepted = ingestFrame(ctx, frame, START_MS, (msg) => seen.add(msg.id, START_MS));
         if (accepted !== frame.length)
           throw new Error(`ingestFrame refused an honest envelope: ${JSON.stringify(counters.snapshot())}`);
       }
@@ -166,7 +182,7 @@ export function measureIngest(opts: IngestBenchOptions = {}): IngestRates {
   // when the absolute rates do not. The rates reported are over the summed times.
   let rotation = 0;
   for (let p = 0; p < passes; p++) {
-    const seenBySide = sides.map(() => new Set<string>());
+    const seenBySide = sides.map(busySeenSet);
     for (let from = 0; from < count; from += SLICE) {
       const to = Math.min(count, from + SLICE);
       for (let k = 0; k < sides.length; k++) {
@@ -185,8 +201,8 @@ export function measureIngest(opts: IngestBenchOptions = {}): IngestRates {
   const ingestFramePerSec = rate(many.wallMs);
 
   // Duplicates: every id is already in the seen-set.
-  seen = new Set();
-  for (const bytes of envelopes) seen.add(envelopeIdKey(bytes)!);
+  seen = busySeenSet();
+  for (const bytes of envelopes) seen.add(envelopeIdKey(bytes)!, START_MS);
   const before = counters.get("duplicate");
   let duplicatePerSec = 0;
   for (let p = 0; p < passes; p++) {
