@@ -17,6 +17,14 @@ const probe = fc.record({ seq: fc.nat({ max: 0xffffffff }), target: key });
 const alive = fc.record({ node: key, incarnation: uint, addr: text(40) });
 const nodeInc = fc.record({ node: key, incarnation: uint });
 const idList = fc.record({ ids: fc.array(id, { maxLength: 20 }) });
+const noticeEntries = fc.array(nodeInc, { maxLength: 8 });
+/** Sorted by key, each key once, as a MemberDigest's schema requires. */
+const memberDigest = fc.record({
+  partial: fc.boolean(),
+  entries: fc
+    .uniqueArray(nodeInc, { maxLength: 8, selector: (e) => Buffer.from(e.node).toString("hex") })
+    .map((es) => es.sort((a, b) => Buffer.compare(a.node, b.node))),
+});
 const window = fc.tuple(time, fc.integer({ min: 1, max: 2 ** 40 })).map(([a, d]) => [a, a + d] as const);
 
 /** A valid certificate (random keys, so not a valid chain step). */
@@ -86,4 +94,6 @@ export const payloadArbs: { [T in MessageType]: fc.Arbitrary<PayloadOf<T>> } = {
   }),
   [MessageType.Digest]: idList,
   [MessageType.Want]: idList,
+  [MessageType.MemberDigest]: memberDigest,
+  [MessageType.MemberWant]: fc.record({ entries: noticeEntries }),
 };

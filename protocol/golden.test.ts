@@ -6,6 +6,7 @@ import sodiumWrappers from "libsodium-wrappers";
 import { describe, expect, it } from "vitest";
 import { decodeCertificate, issueCertificate, verifyChain } from "./certificate.ts";
 import { decodeEnvelope, envelopeIdKey, sealEnvelope, verifyEnvelope } from "./envelope.ts";
+import { SchemaError } from "./errors.ts";
 import { decodeFrame, encodeFrame } from "./frame.ts";
 import { generateIdentity, keyHex } from "./keys.ts";
 import { decodePayload, encodePayload } from "./messages.ts";
@@ -68,6 +69,37 @@ const CERTIFICATE = rows([
   [CERT_SIG, "signature by the root over 'enjin/envelope/v1\\0' || 0001 || payload"],
 ]);
 
+const DIGEST_SIG =
+  "ab10e86dcef92ae0e7a414d3db532b4ceac7bc68014fe3ad0d776812c420ecf5" +
+  "ea8510c4fd4c4c5aec64ee9438ff030152267b9e9c396c4cbc2e380cc7b6b60b";
+const MEMBER_DIGEST = rows([
+  ["01", "version 1"],
+  ["0011", "type 17 = MemberDigest"],
+  [NODE_PK, "sender public key (seed 0x02 * 32)"],
+  ["00000053", "payload length 83"],
+  ["00", "  partial: no (the entries speak for every key)"],
+  ["0002", "  entries: 2, sorted by key"],
+  [NODE_PK, "  entry 0: node"],
+  ["0000000000000003", "  entry 0: incarnation 3"],
+  [ROOT_PK, "  entry 1: node"],
+  ["0000000000000007", "  entry 1: incarnation 7"],
+  [DIGEST_SIG, "signature over 'enjin/envelope/v1\\0' || 0011 || payload"],
+]);
+
+const WANT_SIG =
+  "470f6407a157d1957d960dfcd112bd9bedf3548fe8aa65150ca59cfe1b598d2e" +
+  "03ebe671ada19544075596231ace8775dc56ec613732a4b97335c543b988bb0c";
+const MEMBER_WANT = rows([
+  ["01", "version 1"],
+  ["0012", "type 18 = MemberWant"],
+  [ROOT_PK, "sender public key (seed 0x01 * 32)"],
+  ["0000002a", "payload length 42"],
+  ["0001", "  entries: 1"],
+  [NODE_PK, "  entry 0: node"],
+  ["0000000000000003", "  entry 0: incarnation 3"],
+  [WANT_SIG, "signature over 'enjin/envelope/v1\\0' || 0012 || payload"],
+]);
+
 describe("golden vectors", () => {
   it("derives the fixed keys", () => {
     expect(keyHex(root.publicKey)).toBe(ROOT_PK);
@@ -127,5 +159,32 @@ describe("golden vectors", () => {
     const cert = decodeCertificate(decodeEnvelope(bytes));
     expect(cert.serial).toBe(7);
     expect(keyHex(verifyChain(root.publicKey, [bytes], 1_750_000_000_000).subject)).toBe(NODE_PK);
+  });
+
+  it("membership sync: MemberDigest and MemberWant", () => {
+    const digest = encodePayload(MessageType.MemberDigest, {
+      partial: false,
+      entries: [
+        { node: node.publicKey, incarnation: 3 },
+        { node: root.publicKey, incarnation: 7 },
+      ],
+    });
+    expect(hex(sealEnvelope(node, MessageType.MemberDigest, digest))).toBe(MEMBER_DIGEST);
+    const want = encodePayload(MessageType.MemberWant, {
+      entries: [{ node: node.publicKey, incarnation: 3 }],
+    });
+    expect(hex(sealEnvelope(root, MessageType.MemberWant, want))).toBe(MEMBER_WANT);
+    const env = decodeEnvelope(Buffer.from(MEMBER_DIGEST, "hex"));
+    expect(verifyEnvelope(env)).toBe(true);
+    expect(decodePayload(MessageType.MemberDigest, env.payload).entries.map((e) => e.incarnation)).toEqual([
+      3, 7,
+    ]);
+  });
+
+  it("membership sync: a digest whose entries are out of key order is refused", () => {
+    const good = Buffer.from(MEMBER_DIGEST, "hex").subarray(39, 39 + 83);
+    // Swap the two 40-byte entries: root's key (0x8a…) now comes before the node's (0x81…).
+    const swapped = Buffer.concat([good.subarray(0, 3), good.subarray(43, 83), good.subarray(3, 43)]);
+    expect(() => decodePayload(MessageType.MemberDigest, swapped)).toThrow(SchemaError);
   });
 });

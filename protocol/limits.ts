@@ -6,7 +6,8 @@
 /**
  * Oldest protocol version this build speaks.
  * - v1: envelope (version, type, sender, payload, signature), frame with per-item hop counts,
- *   message types 1..16 (see types.ts), certificates, revocations, commands and joins.
+ *   message types 1..16 (see types.ts), certificates, revocations, commands and joins; later
+ *   types 17..18 (membership sync), which a v1 build without them refuses as unknown.
  */
 export const PROTOCOL_VERSION_MIN = 1;
 /** Newest protocol version this build speaks (see PROTOCOL_VERSION_MIN for what each added). */
@@ -65,6 +66,10 @@ export const MAX_TOPIC_BYTES = 128;
 export const MAX_ADDR_BYTES = 256;
 /** Most message ids in one Digest or Want. */
 export const MAX_DIGEST_IDS = 1024;
+/** Most entries in one MemberDigest (40 bytes each: a key and a u64 incarnation). */
+export const MAX_SYNC_DIGEST_ENTRIES = 1024;
+/** Most entries in one MemberWant. */
+export const MAX_SYNC_WANT_ENTRIES = 256;
 /** Most command arguments. */
 export const MAX_COMMAND_ARGS = 64;
 /** Longest single command argument (bytes). */

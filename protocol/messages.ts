@@ -29,6 +29,8 @@ import {
   MAX_ROLES,
   MAX_SEALED_BYTES,
   MAX_SELECTOR_NODES,
+  MAX_SYNC_DIGEST_ENTRIES,
+  MAX_SYNC_WANT_ENTRIES,
   MAX_TIERS,
   MAX_TOPIC_BYTES,
   MESSAGE_ID_BYTES,
@@ -47,8 +49,11 @@ import {
   type Digest,
   type JoinRequest,
   type JoinResponse,
+  type MemberDigest,
+  type MemberWant,
   MessageType,
   type Nack,
+  type NoticeEntry,
   type Ping,
   type PingReq,
   type Result,
@@ -77,6 +82,8 @@ export interface PayloadMap {
   [MessageType.JoinResponse]: JoinResponse;
   [MessageType.Digest]: Digest;
   [MessageType.Want]: Want;
+  [MessageType.MemberDigest]: MemberDigest;
+  [MessageType.MemberWant]: MemberWant;
 }
 /** The payload of message type `T`. */
 export type PayloadOf<T extends MessageType> = PayloadMap[T];
@@ -120,6 +127,21 @@ const alive: PayloadCodec<Alive> = {
 const ids: PayloadCodec<Digest> = {
   write: (w, p) => w.list(p.ids, MAX_DIGEST_IDS, writeId),
   read: (r) => ({ ids: r.list(MAX_DIGEST_IDS, id, MESSAGE_ID_BYTES, "ids") }),
+};
+/** A NoticeEntry: key, then u64 incarnation (40 bytes). */
+const NOTICE_ENTRY_BYTES = PUBLIC_KEY_BYTES + 8;
+const writeNoticeEntry = (w: Writer, e: NoticeEntry) => writeKey(w, e.node).u64(e.incarnation);
+const noticeEntry = (r: Reader): NoticeEntry => ({ node: key(r), incarnation: r.u64("incarnation") });
+const memberDigest: PayloadCodec<MemberDigest> = {
+  write: (w, d) => w.u8(d.partial ? 1 : 0).list(d.entries, MAX_SYNC_DIGEST_ENTRIES, writeNoticeEntry),
+  read: (r) => ({
+    partial: bool(r, "partial"),
+    entries: r.list(MAX_SYNC_DIGEST_ENTRIES, noticeEntry, NOTICE_ENTRY_BYTES, "entries"),
+  }),
+};
+const memberWant: PayloadCodec<MemberWant> = {
+  write: (w, d) => w.list(d.entries, MAX_SYNC_WANT_ENTRIES, writeNoticeEntry),
+  read: (r) => ({ entries: r.list(MAX_SYNC_WANT_ENTRIES, noticeEntry, NOTICE_ENTRY_BYTES, "entries") }),
 };
 
 const certificate: PayloadCodec<Certificate> = {
@@ -281,6 +303,8 @@ const codecs: { [T in MessageType]: PayloadCodec<PayloadOf<T>> } = {
   [MessageType.JoinResponse]: joinResponse,
   [MessageType.Digest]: ids,
   [MessageType.Want]: ids,
+  [MessageType.MemberDigest]: memberDigest,
+  [MessageType.MemberWant]: memberWant,
 };
 
 /** Validate and encode the payload of `type`; throws EncodeError (cause: SchemaError) if invalid. */

@@ -21,6 +21,8 @@ import {
   MAX_ROLES,
   MAX_SEALED_BYTES,
   MAX_SELECTOR_NODES,
+  MAX_SYNC_DIGEST_ENTRIES,
+  MAX_SYNC_WANT_ENTRIES,
   MAX_TIERS,
   MAX_TOPIC_BYTES,
   MESSAGE_ID_BYTES,
@@ -61,6 +63,26 @@ const probe = v.object({ seq: u32, target: key });
 const alive = v.object({ node: key, incarnation: uint, addr: utf8Max(MAX_ADDR_BYTES) });
 const nodeIncarnation = v.object({ node: key, incarnation: uint });
 const idList = v.object({ ids: v.pipe(v.array(messageId), v.maxLength(MAX_DIGEST_IDS)) });
+/** Negative, 0 or positive as `a` sorts before, with or after `b`, byte by byte. */
+function compareKeys(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length && i < b.length; i++)
+    if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
+  return a.length - b.length;
+}
+/** Strictly ascending by key: sorted, no member twice (what makes a partial digest's range exact). */
+const ascendingByNode = <E extends { node: Uint8Array }>(entries: E[]) =>
+  entries.every((e, i) => i === 0 || compareKeys((entries[i - 1] as E).node, e.node) < 0);
+const memberDigest = v.object({
+  partial: v.boolean(),
+  entries: v.pipe(
+    v.array(nodeIncarnation),
+    v.maxLength(MAX_SYNC_DIGEST_ENTRIES),
+    v.check(ascendingByNode, "entries must be sorted by key, each key once"),
+  ),
+});
+const memberWant = v.object({
+  entries: v.pipe(v.array(nodeIncarnation), v.maxLength(MAX_SYNC_WANT_ENTRIES)),
+});
 
 const certificate = v.pipe(
   v.object({
@@ -149,6 +171,8 @@ export const payloadSchemas = {
   }),
   [MessageType.Digest]: idList,
   [MessageType.Want]: idList,
+  [MessageType.MemberDigest]: memberDigest,
+  [MessageType.MemberWant]: memberWant,
 } as const;
 
 /** Check `value` against the schema of `type`; throws SchemaError naming the first problems. */

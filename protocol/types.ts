@@ -46,6 +46,13 @@ export const MessageType = {
   Digest: 15,
   /** v1: anti-entropy request for the envelopes with the given ids. */
   Want: 16,
+  /**
+   * v1, added with membership sync: the death and leave notices the sender holds, by member and
+   * incarnation. A build without it refuses it as `unknown-type`, which only leaves it out of syncs.
+   */
+  MemberDigest: 17,
+  /** v1, added with membership sync: the notices of a MemberDigest that the sender lacks. */
+  MemberWant: 18,
 } as const;
 /** A number from the MessageType list. */
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
@@ -143,6 +150,28 @@ export interface Digest {
 /** Ask for the envelopes with these ids (after a Digest). */
 export interface Want {
   readonly ids: readonly Uint8Array[];
+}
+
+/** A member and the incarnation at which a node holds a signed notice of its death (or leave). */
+export interface NoticeEntry {
+  readonly node: PublicKey;
+  readonly incarnation: number;
+}
+/**
+ * Membership sync: the death and leave notices (Dead envelopes) the sender holds for members it
+ * holds dead or gone. `entries` are sorted by key, ascending, without repeats.
+ */
+export interface MemberDigest {
+  /**
+   * True when the sender holds more than one digest carries: the entries then speak only for the
+   * keys from the first entry's to the last's, inclusive.
+   */
+  readonly partial: boolean;
+  readonly entries: readonly NoticeEntry[];
+}
+/** Membership sync: the entries of the peer's MemberDigest whose notices the sender lacks. */
+export interface MemberWant {
+  readonly entries: readonly NoticeEntry[];
 }
 
 /**
