@@ -65,6 +65,8 @@ const MEMBER_TYPES: ReadonlySet<MessageType> = new Set([
   MessageType.Broadcast,
   MessageType.Digest,
   MessageType.Want,
+  MessageType.MemberDigest,
+  MessageType.MemberWant,
 ]);
 
 /**
