@@ -12,6 +12,8 @@ export * from "./ingest.ts";
 export * from "./ingest-batch.ts";
 export * from "./membership.ts";
 export * from "./membership-config.ts";
+export { MAX_PENDING_HEARSAY } from "./membership-hearsay.ts";
+export * from "./membership-sync.ts";
 export * from "./membership-types.ts";
 export * from "./rng.ts";
 export * from "./seen-set.ts";

@@ -2,6 +2,7 @@
  * Membership configuration: defaults, validation, and the derived numbers other parts of the system
  * plan with (gossip retransmissions, the failure-detection time bound).
  */
+import { MAX_SYNC_DIGEST_ENTRIES, MAX_SYNC_WANT_ENTRIES } from "../protocol/index.ts";
 import type { MembershipConfig } from "./membership-types.ts";
 import { suspicionMinTimeoutMs } from "./suspicion.ts";
 
@@ -110,4 +111,55 @@ export function detectionBoundMs(
   const maxSuspicionMs =
     config.suspicionMaxTimeoutMult * minSuspicionMs + (config.suspicionJitterFraction ?? 0) * minSuspicionMs;
   return (slots + 1) * intervalMs + (options.disseminationMs ?? 0) + maxSuspicionMs;
+}
+
+/**
+ * Tuning of the membership sync (`membership-sync.ts`). Durations in ms. The defaults suit a LAN
+ * mesh of up to a few thousand members.
+ */
+export interface MembershipSyncConfig {
+  /**
+   * Base period between this node's syncs with one random alive member, scaled by cluster size as
+   * memberlist scales its push/pull (see `syncIntervalFor`). memberlist's base is 30 s because each
+   * push/pull carries the whole member list; a digest here carries only death and leave notices
+   * (none in a calm mesh, so ~110 bytes), so the base is 5 s: 30 s at 1,000 members.
+   */
+  syncIntervalMs: number;
+  /** Entries in one digest, at most (≤ MAX_SYNC_DIGEST_ENTRIES); more go in a rotating window. */
+  maxDigestEntries: number;
+  /** Notices sent in answer to one digest, and asked for in one want, at most. */
+  maxNoticesPerSync: number;
+  /** Digests from peers answered per sync interval, at most: bounds what peers can make us send. */
+  maxAnswersPerInterval: number;
+}
+
+/** Membership sync defaults (see each field). */
+export function defaultSyncConfig(): MembershipSyncConfig {
+  return { syncIntervalMs: 5_000, maxDigestEntries: 1_024, maxNoticesPerSync: 32, maxAnswersPerInterval: 4 };
+}
+
+/** Up to this many members the sync interval is not scaled (memberlist's pushPullScaleThreshold). */
+export const SYNC_SCALE_THRESHOLD = 32;
+
+/**
+ * The sync interval in a cluster of `n` members: `baseMs` up to SYNC_SCALE_THRESHOLD, then
+ * × (ceil(log2 n − log2 32) + 1), as memberlist's pushPullScale: × 2 at 64, × 4 at 256, × 6 at 1,000.
+ */
+export function syncIntervalFor(baseMs: number, n: number): number {
+  if (n <= SYNC_SCALE_THRESHOLD) return baseMs;
+  return baseMs * (Math.ceil(Math.log2(n) - Math.log2(SYNC_SCALE_THRESHOLD)) + 1);
+}
+
+/** Throws InvalidMembershipConfigError unless `config` is a usable sync configuration. */
+export function validateSyncConfig(config: MembershipSyncConfig): void {
+  if (!(Number.isFinite(config.syncIntervalMs) && config.syncIntervalMs > 0))
+    throw new InvalidMembershipConfigError("syncIntervalMs > 0");
+  const digest = config.maxDigestEntries;
+  if (!(Number.isInteger(digest) && digest >= 1 && digest <= MAX_SYNC_DIGEST_ENTRIES))
+    throw new InvalidMembershipConfigError(`1 <= maxDigestEntries <= ${MAX_SYNC_DIGEST_ENTRIES}`);
+  const notices = config.maxNoticesPerSync;
+  if (!(Number.isInteger(notices) && notices >= 1 && notices <= MAX_SYNC_WANT_ENTRIES))
+    throw new InvalidMembershipConfigError(`1 <= maxNoticesPerSync <= ${MAX_SYNC_WANT_ENTRIES}`);
+  if (!(Number.isInteger(config.maxAnswersPerInterval) && config.maxAnswersPerInterval >= 0))
+    throw new InvalidMembershipConfigError("maxAnswersPerInterval >= 0");
 }

@@ -110,8 +110,13 @@ export type MembershipEvent =
   | { type: "suspect"; from: NodeId; node: NodeId; incarnation: number }
   /** Gossip: `node` is alive at `incarnation` and reachable at `addr`. Signed by `node` itself. */
   | { type: "alive"; node: NodeId; incarnation: number; addr: string }
-  /** Gossip: `from` declares `node` dead at `incarnation`; `from === node` means it left. */
-  | { type: "dead"; from: NodeId; node: NodeId; incarnation: number }
+  /**
+   * Gossip: `from` declares `node` dead at `incarnation`; `from === node` means it left. `hearsay`:
+   * the notice was handed over point to point (a sync answer), not spread by gossip. A leave, or a
+   * death of this node, is taken as usual; a death of another member that would be news is held
+   * until this node's own probe of it (the next one) fails, and dropped if the probe is answered.
+   */
+  | { type: "dead"; from: NodeId; node: NodeId; incarnation: number; hearsay?: true }
   /** Leave gracefully: announce our own death; the machine then ignores every event. */
   | { type: "leave" };
 
@@ -149,4 +154,10 @@ export type MembershipAction =
    * stops here, as memberlist rebroadcasts only what changed its state: otherwise every redundant
    * declaration of one death would flood the whole ring.
    */
-  | { type: "relay" };
+  | { type: "relay" }
+  /**
+   * What became of a hearsay death (see the `dead` event): `pending` (held; the member is probed
+   * next), `dropped` (too many pending), `stale` (not news here), `confirmed` (the probe failed and
+   * the notice was applied: a `changed` precedes this), `disproved` (the member answered).
+   */
+  | { type: "hearsay"; node: NodeId; outcome: "pending" | "dropped" | "stale" | "confirmed" | "disproved" };

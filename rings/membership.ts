@@ -7,6 +7,7 @@
  */
 import { Awareness } from "./membership-awareness.ts";
 import { retransmitLimit, validateConfig } from "./membership-config.ts";
+import { Hearsay } from "./membership-hearsay.ts";
 import { type MemberRecord, MemberTable } from "./membership-table.ts";
 import type {
   MembershipAction,
@@ -51,6 +52,7 @@ export class Membership {
   private readonly table: MemberTable;
   private readonly awareness: Awareness;
   private readonly relays = new Map<number, Relay>();
+  private readonly hearsay = new Hearsay();
   private probeOrder: NodeId[] = [];
   /** The ids in probeOrder, for O(1) membership checks (a seed adds a thousand members at once). */
   private probeSet = new Set<NodeId>();
@@ -116,13 +118,16 @@ export class Membership {
         if (this.onAlive(event.node, event.incarnation, event.addr, nowMs, out)) out.push(RELAY);
         break;
       case "dead":
-        if (this.table.dead(event.from, event.node, event.incarnation, nowMs, out)) out.push(RELAY);
+        if (event.hearsay && event.from !== event.node && event.node !== this.table.me.id)
+          this.onHearsay(event.from, event.node, event.incarnation, out);
+        else if (this.table.dead(event.from, event.node, event.incarnation, nowMs, out)) out.push(RELAY);
         break;
       case "leave":
         this.table.leave(nowMs, out);
         this.left = true;
         this.probe = undefined;
         this.relays.clear();
+        this.hearsay.clear();
         return out;
     }
     this.advance(nowMs, out);
@@ -233,8 +238,13 @@ export class Membership {
     this.send(target.id, target.addr, { kind: "ping", seq, target: target.id }, out);
   }
 
-  /** Randomized round-robin: walk a shuffled list, reshuffled at the end of every round. */
+  /**
+   * A member with a pending hearsay death first; then randomized round-robin: walk a shuffled list,
+   * reshuffled at the end of every round.
+   */
   private nextTarget(nowMs: number): MemberRecord | undefined {
+    const heard = this.hearsay.next((id, h) => this.isNews(id, h.incarnation));
+    if (heard !== undefined) return this.table.get(heard);
     for (let pass = 0; pass < 2; pass++) {
       while (this.probeIndex < this.probeOrder.length) {
         const m = this.table.get(this.probeOrder[this.probeIndex++] as NodeId);
@@ -251,6 +261,20 @@ export class Membership {
 
   private probeable(m: MemberRecord): boolean {
     return m !== this.table.me && (m.state === "alive" || m.state === "suspect");
+  }
+
+  /** Whether a death of `id` at `incarnation` would change this node's view. */
+  private isNews(id: NodeId, incarnation: number): boolean {
+    const m = this.table.get(id);
+    return m !== undefined && this.probeable(m) && incarnation >= m.incarnation;
+  }
+
+  /** A death handed over point to point: probe the member next, believe it only if that fails. */
+  private onHearsay(from: NodeId, node: NodeId, incarnation: number, out: MembershipAction[]): void {
+    let outcome: "pending" | "dropped" | "stale" = "stale";
+    if (this.isNews(node, incarnation))
+      outcome = this.hearsay.add(node, { from, incarnation }) ? "pending" : "dropped";
+    out.push({ type: "hearsay", node, outcome });
   }
 
   private askHelpers(probe: Probe, out: MembershipAction[]): void {
@@ -271,6 +295,11 @@ export class Membership {
     this.probe = undefined;
     const expectedNacks = probe.helpers?.length ?? 0;
     this.awareness.applyDelta(expectedNacks > 0 ? expectedNacks - probe.nacks.size : 1);
+    const heard = this.hearsay.take(probe.target);
+    if (heard && this.table.dead(heard.from, probe.target, heard.incarnation, nowMs, out)) {
+      out.push({ type: "hearsay", node: probe.target, outcome: "confirmed" });
+      return;
+    }
     if (this.table.suspect(this.table.me.id, probe.target, probe.incarnation, nowMs, out)) {
       const incarnation = this.table.get(probe.target)?.incarnation ?? probe.incarnation;
       out.push({ type: "broadcast", message: { kind: "suspect", node: probe.target, incarnation } });
@@ -282,6 +311,8 @@ export class Membership {
     if (probe?.seq === seq && (from === probe.target || probe.helpers?.includes(from))) {
       this.probe = undefined;
       this.awareness.applyDelta(-1);
+      if (this.hearsay.take(probe.target))
+        out.push({ type: "hearsay", node: probe.target, outcome: "disproved" });
       return;
     }
     const relay = this.relays.get(seq);
