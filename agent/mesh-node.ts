@@ -38,6 +38,7 @@ import {
   type CertificateSource,
   Counters,
   defaultGossipConfig,
+  defaultSyncConfig,
   Gossip,
   type GossipAction,
   type GossipConfig,
@@ -48,12 +49,14 @@ import {
   type MembershipAction,
   type MembershipConfig,
   type MembershipEvent,
+  type MembershipSyncConfig,
   type NodeId,
   type ProbeMessage,
   type Rng,
   TrustStore,
 } from "../rings/index.ts";
 import type { Clock, TimerId } from "./clock.ts";
+import { MeshNodeSync } from "./mesh-node-sync.ts";
 import type { Transport } from "./transport/transport.ts";
 
 /** Everything a node is made of. */
@@ -68,6 +71,8 @@ export interface MeshNodeOptions {
   readonly rng: Rng;
   readonly membership?: Partial<MembershipConfig>;
   readonly gossip?: Partial<GossipConfig>;
+  /** Membership sync (see rings/membership-sync.ts); defaults from `defaultSyncConfig()`. */
+  readonly sync?: Partial<MembershipSyncConfig>;
   /** How far another node's clock may run ahead of ours (default DEFAULT_MAX_CLOCK_SKEW_MS). */
   readonly maxClockSkewMs?: number;
   /**
@@ -175,8 +180,8 @@ export class MeshNode {
   #onCommand: ((c: DeliveredCommand) => void) | undefined;
   #onResult: ((r: DeliveredResult) => void) | undefined;
   #onTrust: ((kind: "certificate" | "revocation", envelope: Uint8Array) => void) | undefined;
-  /** The newest signed `dead` about each member we hold dead: sent along when we reconnect to it. */
-  readonly #deathNotices = new Map<NodeId, { incarnation: number; envelope: Uint8Array }>();
+  /** The death notices we keep (sent along on reconnect, offered in syncs) and the sync itself. */
+  readonly #sync: MeshNodeSync;
   /**
    * For each recent command: the address it first came from (null where it entered the mesh). The
    * first arrivals form a tree rooted at the node where the operator waits; results travel back up
@@ -212,6 +217,14 @@ export class MeshNode {
       opts.rng,
     );
     this.gossip = new Gossip(this.id, this.#gossipConfig, opts.rng);
+    this.#sync = new MeshNodeSync(this.id, { ...defaultSyncConfig(), ...opts.sync }, opts.rng, {
+      membership: this.membership,
+      counters: this.counters,
+      seal: (type, payload) => this.#seal(type, payload),
+      send: (addr, items) => this.#send(addr, items),
+      maxFrameBytes: this.#gossipConfig.maxFrameBytes,
+      maxFrameItems: this.#gossipConfig.maxFrameItems,
+    });
     opts.transport.onFrame((from, frame) => this.#onFrame(from, frame));
   }
 
@@ -410,11 +423,22 @@ export class MeshNode {
       case MessageType.Dead: {
         const p = msg.payload as PayloadOf<typeof MessageType.Dead>;
         const node = keyHex(p.node);
-        this.#noteDeath(node, p.incarnation, envelope.bytes);
-        const relay = this.#membershipEvent({ type: "dead", from: sender, node, incarnation: p.incarnation });
+        this.#sync.noteDeath(node, p.incarnation, envelope.bytes);
+        // No hops left: handed over point to point (a sync's answer, a reconnect ping), not spread
+        // by gossip, which always sends with hops to spare. Membership probes before believing it.
+        const hearsay = msg.hops === 0;
+        const event = { type: "dead" as const, from: sender, node, incarnation: p.incarnation };
+        const relay = this.#membershipEvent(hearsay ? { ...event, hearsay } : event);
+        if (hearsay && relay && sender === node) this.counters.inc("sync:taught-left");
         this.#forward(msg, "membership", now, { relay, repair: false });
         return;
       }
+      case MessageType.MemberDigest:
+        this.#sync.onDigest(sender, msg.payload as PayloadOf<typeof MessageType.MemberDigest>, now);
+        return;
+      case MessageType.MemberWant:
+        this.#sync.onWant(sender, msg.payload as PayloadOf<typeof MessageType.MemberWant>, now);
+        return;
       case MessageType.Announce:
         if (!this.#applyTrust(() => this.trust.addVerifiedCertificate(envelope, now))) return;
         this.#forward(msg, "trust", now);
@@ -605,7 +629,7 @@ export class MeshNode {
                 ? this.#seal(MessageType.Suspect, { node, incarnation: m.incarnation })
                 : this.#seal(MessageType.Dead, { node, incarnation: m.incarnation });
           if (m.kind === "alive" && m.node === this.id) this.#ownAlive = envelope;
-          if (m.kind === "dead") this.#noteDeath(m.node, m.incarnation, envelope);
+          if (m.kind === "dead") this.#sync.noteDeath(m.node, m.incarnation, envelope);
           const id = envelopeIdKey(envelope)!;
           // Our own suspicions and declarations are not offered to anti-entropy either.
           const repair = m.kind === "alive";
@@ -615,7 +639,7 @@ export class MeshNode {
           break;
         }
         case "changed": {
-          if (action.state !== "dead") this.#deathNotices.delete(action.id);
+          this.#sync.memberChanged(action.id, action.state);
           // A member declared dead or gone keeps no connection open here (ZeroMQ would retry it
           // every second); a reconnect probe, or the member's return, opens one afresh.
           if ((action.state === "dead" || action.state === "left") && action.id !== this.id) {
@@ -632,6 +656,9 @@ export class MeshNode {
           this.#onMember?.(action.id, action.state, action.incarnation);
           break;
         }
+        case "hearsay":
+          this.counters.inc(`sync:hearsay-${action.outcome}`);
+          break;
       }
     }
     return relay;
@@ -645,8 +672,8 @@ export class MeshNode {
   #sendProbe(addr: string, message: ProbeMessage, reconnect: boolean): void {
     const type = PROBE_TYPES[message.kind];
     const items: FrameItem[] = [];
-    const notice = reconnect ? this.#deathNotices.get(message.target) : undefined;
-    if (notice !== undefined) items.push({ hops: 0, envelope: notice.envelope });
+    const notice = reconnect ? this.#sync.notice(message.target) : undefined;
+    if (notice !== undefined) items.push({ hops: 0, envelope: notice });
     const probe = this.#seal(type, { seq: message.seq, target: keyFromHex(message.target) });
     items.push({ hops: 0, envelope: probe });
     if (message.kind === "ack" && this.#ownAlive !== undefined) {
@@ -660,12 +687,6 @@ export class MeshNode {
     const maxItems = this.#gossipConfig.maxFrameItems - items.length;
     if (budget > 0 && maxItems > 0) items.push(...this.gossip.piggyback(budget, maxItems, this.#now()));
     this.#send(addr, items);
-  }
-
-  #noteDeath(node: NodeId, incarnation: number, envelope: Uint8Array): void {
-    const held = this.#deathNotices.get(node);
-    if (node === this.id || (held !== undefined && held.incarnation >= incarnation)) return;
-    this.#deathNotices.set(node, { incarnation, envelope: envelope.slice() });
   }
 
   #gossipActions(actions: GossipAction[]): void {
@@ -696,7 +717,7 @@ export class MeshNode {
     if (this.#stopped) return;
     // The end of every unit of work: push what it made new, in one batch (see batchEagerPush).
     this.#gossipActions(this.gossip.handle({ type: "flush" }, this.#now()));
-    const wakeMs = Math.min(this.membership.nextWakeMs(), this.gossip.nextWakeMs());
+    const wakeMs = Math.min(this.membership.nextWakeMs(), this.gossip.nextWakeMs(), this.#sync.nextWakeMs());
     if (wakeMs === this.#timerAtMs && this.#timer !== undefined) return;
     if (this.#timer !== undefined) this.#opts.clock.clearTimer(this.#timer);
     this.#timerAtMs = wakeMs;
@@ -719,6 +740,7 @@ export class MeshNode {
       this.#membershipActions(this.membership.handle({ type: "tick" }, now), now);
     }
     if (this.gossip.nextWakeMs() <= now) this.#gossipActions(this.gossip.handle({ type: "tick" }, now));
+    if (this.#sync.nextWakeMs() <= now) this.#sync.tick(now);
     this.#reschedule();
   }
 }

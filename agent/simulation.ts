@@ -16,7 +16,13 @@ import {
   keyHex,
   verifyEnvelope,
 } from "../protocol/index.ts";
-import { type GossipConfig, type MembershipConfig, type NodeId, seededRng } from "../rings/index.ts";
+import {
+  type GossipConfig,
+  type MembershipConfig,
+  type MembershipSyncConfig,
+  type NodeId,
+  seededRng,
+} from "../rings/index.ts";
 import { MeshNode } from "./mesh-node.ts";
 import { type MemoryNetwork, memory, memoryNetwork } from "./transport/memory.ts";
 import type { Transport } from "./transport/transport.ts";
@@ -31,6 +37,7 @@ export interface SimOptions {
   readonly lossRate?: number;
   readonly membership?: Partial<MembershipConfig>;
   readonly gossip?: Partial<GossipConfig>;
+  readonly sync?: Partial<MembershipSyncConfig>;
   /** Start every node knowing every member (a converged mesh); default true. */
   readonly converged?: boolean;
   /**
@@ -153,6 +160,7 @@ export async function createMesh(opts: SimOptions): Promise<SimMesh> {
       rng: seededRng(opts.seed * 7919 + i),
       ...(opts.membership === undefined ? {} : { membership: opts.membership }),
       ...(opts.gossip === undefined ? {} : { gossip: opts.gossip }),
+      ...(opts.sync === undefined ? {} : { sync: opts.sync }),
       ...(verify === undefined ? {} : { verify }),
     });
     const sim: SimNode = {

@@ -1,8 +1,8 @@
 /**
  * rings/ — the logic of a ring, as state machines that do no I/O and read no clock: the trust store
  * (who is certified, who is revoked), the ingest pipeline (dedup → authorize → verify) with the
- * per-action command rule (who may send which command), epidemic gossip with anti-entropy, and SWIM
- * membership with Lifeguard. The daemon in agent/ wires them to sockets and timers; tests drive them
+ * per-action command rule (who may send which command), epidemic gossip with anti-entropy, SWIM
+ * membership with Lifeguard, and the periodic sync of death and leave notices. The daemon in agent/ wires them to sockets and timers; tests drive them
  * with a fake clock and a seeded RNG. Other folders import only this file.
  */
 export * from "./command-rights.ts";
