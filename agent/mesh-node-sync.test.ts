@@ -109,7 +109,7 @@ describe("membership sync on a mesh", () => {
     expect(victim.node.counters.get("sync:taught-left")).toBe(1);
   });
 
-  it("a calm mesh syncs with one small digest each and teaches nothing", async () => {
+  it("a calm mesh syncs with one small summary each and teaches nothing", async () => {
     mesh = await createMesh({ nodes: N, seed: 33, sync: { syncIntervalMs: 1_000 } });
     const m = mesh;
     m.run(10_500);
@@ -118,8 +118,10 @@ describe("membership sync on a mesh", () => {
     expect(total("sync:digests-sent")).toBeGreaterThanOrEqual(9 * N);
     expect(total("sync:digests-sent")).toBeLessThanOrEqual(11 * N);
     expect(total("sync:digests-received")).toBe(total("sync:digests-sent"));
-    expect(total("sync:wants-sent") + total("sync:notices-sent")).toBe(0);
-    // An empty digest is one frame of 2 + 5 + 39 + 3 + 64 bytes.
-    expect(total("sync:bytes-sent")).toBe(113 * total("sync:digests-sent"));
+    expect(total("sync:digests-agreed")).toBe(total("sync:digests-sent"));
+    expect(total("sync:full-digests-sent") + total("sync:wants-sent") + total("sync:notices-sent")).toBe(0);
+    // A summary is one frame: header 2, item 5, envelope 39 + payload 23 (flags, held, hash, no
+    // entries) + signature 64.
+    expect(total("sync:bytes-sent")).toBe(133 * total("sync:digests-sent"));
   });
 });

@@ -99,8 +99,7 @@ export class MeshNodeSync {
     const event = {
       type: "digest" as const,
       from: sender,
-      partial: digest.partial,
-      entries: digest.entries.map(toEntry),
+      digest: { ...digest, entries: digest.entries.map(toEntry) },
       held: this.#held(),
       view: (node: NodeId) => membership.member(node),
     };
@@ -134,8 +133,8 @@ export class MeshNodeSync {
       }
       switch (action.type) {
         case "send-digest": {
-          const entries = action.entries.map(fromEntry);
-          const envelope = this.#host.seal(MessageType.MemberDigest, { partial: action.partial, entries });
+          const entries = action.digest.entries.map(fromEntry);
+          const envelope = this.#host.seal(MessageType.MemberDigest, { ...action.digest, entries });
           this.#send(addr, [{ hops: 0, envelope }]);
           break;
         }

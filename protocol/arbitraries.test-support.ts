@@ -19,12 +19,21 @@ const nodeInc = fc.record({ node: key, incarnation: uint });
 const idList = fc.record({ ids: fc.array(id, { maxLength: 20 }) });
 const noticeEntries = fc.array(nodeInc, { maxLength: 8 });
 /** Sorted by key, each key once, as a MemberDigest's schema requires. */
-const memberDigest = fc.record({
-  partial: fc.boolean(),
-  entries: fc
-    .uniqueArray(nodeInc, { maxLength: 8, selector: (e) => Buffer.from(e.node).toString("hex") })
-    .map((es) => es.sort((a, b) => Buffer.compare(a.node, b.node))),
-});
+const memberDigest = fc
+  .record({
+    summary: fc.boolean(),
+    partial: fc.boolean(),
+    extra: fc.nat({ max: 1_000 }),
+    hash: bytes(16),
+    entries: fc
+      .uniqueArray(nodeInc, { maxLength: 8, selector: (e) => Buffer.from(e.node).toString("hex") })
+      .map((es) => es.sort((a, b) => Buffer.compare(a.node, b.node))),
+  })
+  .map(({ summary, partial, extra, hash, entries }) =>
+    summary
+      ? { summary, partial: false, held: extra, hash, entries: [] }
+      : { summary, partial, held: entries.length + extra, hash, entries },
+  );
 const window = fc.tuple(time, fc.integer({ min: 1, max: 2 ** 40 })).map(([a, d]) => [a, a + d] as const);
 
 /** A valid certificate (random keys, so not a valid chain step). */

@@ -2,14 +2,16 @@
  * Golden byte vectors: fixed seeds give fixed bytes (ed25519 signatures are deterministic).
  * If one of these changes, the wire format changed: that needs a protocol version, not a new hex.
  */
+
+import { createHash } from "node:crypto";
 import sodiumWrappers from "libsodium-wrappers";
 import { describe, expect, it } from "vitest";
 import { decodeCertificate, issueCertificate, verifyChain } from "./certificate.ts";
 import { decodeEnvelope, envelopeIdKey, sealEnvelope, verifyEnvelope } from "./envelope.ts";
-import { SchemaError } from "./errors.ts";
+import { EncodeError, SchemaError } from "./errors.ts";
 import { decodeFrame, encodeFrame } from "./frame.ts";
 import { generateIdentity, keyHex } from "./keys.ts";
-import { decodePayload, encodePayload } from "./messages.ts";
+import { decodePayload, encodePayload, noticeSetHash } from "./messages.ts";
 import { MessageType } from "./types.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -69,21 +71,40 @@ const CERTIFICATE = rows([
   [CERT_SIG, "signature by the root over 'enjin/envelope/v1\\0' || 0001 || payload"],
 ]);
 
+/** noticeSetHash of the two entries below. */
+const NOTICE_SET_HASH = "4711500676a9c0b2f314499e855f8c94";
 const DIGEST_SIG =
-  "ab10e86dcef92ae0e7a414d3db532b4ceac7bc68014fe3ad0d776812c420ecf5" +
-  "ea8510c4fd4c4c5aec64ee9438ff030152267b9e9c396c4cbc2e380cc7b6b60b";
+  "803c35d8083f4a2ece62ac242229f28998fa3dc888fe044ce89b02b713c8f18f" +
+  "1344fcb1c7c8e182dec45a75a628f6f648a563da02802a07013dcaf213899b02";
 const MEMBER_DIGEST = rows([
   ["01", "version 1"],
   ["0011", "type 17 = MemberDigest"],
   [NODE_PK, "sender public key (seed 0x02 * 32)"],
-  ["00000053", "payload length 83"],
-  ["00", "  partial: no (the entries speak for every key)"],
+  ["00000067", "payload length 103"],
+  ["00", "  flags: not a summary, not partial (the entries speak for every key)"],
+  ["00000002", "  held: 2 notices in all"],
+  [NOTICE_SET_HASH, "  hash of the set"],
   ["0002", "  entries: 2, sorted by key"],
   [NODE_PK, "  entry 0: node"],
   ["0000000000000003", "  entry 0: incarnation 3"],
   [ROOT_PK, "  entry 1: node"],
   ["0000000000000007", "  entry 1: incarnation 7"],
   [DIGEST_SIG, "signature over 'enjin/envelope/v1\\0' || 0011 || payload"],
+]);
+
+const SUMMARY_SIG =
+  "eb00350ff9bfe077464172a2476f87a7f71766eeb5175e97b8d62b645774464f" +
+  "a469f324c68cf321edbce40f417779e5825649777f78400966c96e0bc3464a0a";
+const MEMBER_SUMMARY = rows([
+  ["01", "version 1"],
+  ["0011", "type 17 = MemberDigest"],
+  [NODE_PK, "sender public key (seed 0x02 * 32)"],
+  ["00000017", "payload length 23"],
+  ["02", "  flags: summary (entries left out)"],
+  ["00000002", "  held: 2 notices in all"],
+  [NOTICE_SET_HASH, "  hash of the set"],
+  ["0000", "  entries: none"],
+  [SUMMARY_SIG, "signature over 'enjin/envelope/v1\\0' || 0011 || payload"],
 ]);
 
 const WANT_SIG =
@@ -161,15 +182,35 @@ describe("golden vectors", () => {
     expect(keyHex(verifyChain(root.publicKey, [bytes], 1_750_000_000_000).subject)).toBe(NODE_PK);
   });
 
-  it("membership sync: MemberDigest and MemberWant", () => {
+  it("membership sync: MemberDigest (full and summary), its set hash, and MemberWant", () => {
+    const entries = [
+      { node: node.publicKey, incarnation: 3 },
+      { node: root.publicKey, incarnation: 7 },
+    ];
+    const hash = noticeSetHash(entries);
+    // sha256("enjin/notice-set/v1\0" || key || u64 incarnation, per entry), first 16 bytes.
+    const independent = createHash("sha256")
+      .update("enjin/notice-set/v1\0")
+      .update(Buffer.from(NODE_PK + "0000000000000003" + ROOT_PK + "0000000000000007", "hex"))
+      .digest("hex");
+    expect(hex(hash)).toBe(independent.slice(0, 32));
+    expect(hex(hash)).toBe(NOTICE_SET_HASH);
     const digest = encodePayload(MessageType.MemberDigest, {
+      summary: false,
       partial: false,
-      entries: [
-        { node: node.publicKey, incarnation: 3 },
-        { node: root.publicKey, incarnation: 7 },
-      ],
+      held: 2,
+      hash,
+      entries,
     });
     expect(hex(sealEnvelope(node, MessageType.MemberDigest, digest))).toBe(MEMBER_DIGEST);
+    const summary = { summary: true, partial: false, held: 2, hash, entries: [] };
+    const summaryBytes = encodePayload(MessageType.MemberDigest, summary);
+    expect(hex(sealEnvelope(node, MessageType.MemberDigest, summaryBytes))).toBe(MEMBER_SUMMARY);
+    // A summary that lists entries, or an unknown flag, is refused.
+    expect(() => encodePayload(MessageType.MemberDigest, { ...summary, entries })).toThrow(EncodeError);
+    const unknownFlag = summaryBytes.slice();
+    unknownFlag[0] = 0x04;
+    expect(() => decodePayload(MessageType.MemberDigest, unknownFlag)).toThrow(SchemaError);
     const want = encodePayload(MessageType.MemberWant, {
       entries: [{ node: node.publicKey, incarnation: 3 }],
     });
@@ -182,9 +223,9 @@ describe("golden vectors", () => {
   });
 
   it("membership sync: a digest whose entries are out of key order is refused", () => {
-    const good = Buffer.from(MEMBER_DIGEST, "hex").subarray(39, 39 + 83);
+    const good = Buffer.from(MEMBER_DIGEST, "hex").subarray(39, 39 + 103);
     // Swap the two 40-byte entries: root's key (0x8a…) now comes before the node's (0x81…).
-    const swapped = Buffer.concat([good.subarray(0, 3), good.subarray(43, 83), good.subarray(3, 43)]);
+    const swapped = Buffer.concat([good.subarray(0, 23), good.subarray(63, 103), good.subarray(23, 63)]);
     expect(() => decodePayload(MessageType.MemberDigest, swapped)).toThrow(SchemaError);
   });
 });

@@ -68,6 +68,8 @@ export const MAX_ADDR_BYTES = 256;
 export const MAX_DIGEST_IDS = 1024;
 /** Most entries in one MemberDigest (40 bytes each: a key and a u64 incarnation). */
 export const MAX_SYNC_DIGEST_ENTRIES = 1024;
+/** Bytes of a MemberDigest's hash of the notice set (a truncated sha256). */
+export const NOTICE_SET_HASH_BYTES = 16;
 /** Most entries in one MemberWant. */
 export const MAX_SYNC_WANT_ENTRIES = 256;
 /** Most command arguments. */

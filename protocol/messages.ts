@@ -11,7 +11,7 @@
 import { Reader, Writer } from "./codec.ts";
 import { sealEnvelope } from "./envelope.ts";
 import { EncodeError, SchemaError, UnknownTypeError } from "./errors.ts";
-import type { Identity } from "./keys.ts";
+import { type Identity, sha256 } from "./keys.ts";
 import {
   MAC_BYTES,
   MAX_ADDR_BYTES,
@@ -35,6 +35,7 @@ import {
   MAX_TOPIC_BYTES,
   MESSAGE_ID_BYTES,
   NONCE_BYTES,
+  NOTICE_SET_HASH_BYTES,
   PUBLIC_KEY_BYTES,
   TOKEN_ID_BYTES,
 } from "./limits.ts";
@@ -132,13 +133,44 @@ const ids: PayloadCodec<Digest> = {
 const NOTICE_ENTRY_BYTES = PUBLIC_KEY_BYTES + 8;
 const writeNoticeEntry = (w: Writer, e: NoticeEntry) => writeKey(w, e.node).u64(e.incarnation);
 const noticeEntry = (r: Reader): NoticeEntry => ({ node: key(r), incarnation: r.u64("incarnation") });
+/** MemberDigest flag bits; unknown bits are refused. */
+const DIGEST_PARTIAL = 1;
+const DIGEST_SUMMARY = 2;
 const memberDigest: PayloadCodec<MemberDigest> = {
-  write: (w, d) => w.u8(d.partial ? 1 : 0).list(d.entries, MAX_SYNC_DIGEST_ENTRIES, writeNoticeEntry),
-  read: (r) => ({
-    partial: bool(r, "partial"),
-    entries: r.list(MAX_SYNC_DIGEST_ENTRIES, noticeEntry, NOTICE_ENTRY_BYTES, "entries"),
-  }),
+  write: (w, d) =>
+    w
+      .u8((d.partial ? DIGEST_PARTIAL : 0) | (d.summary ? DIGEST_SUMMARY : 0))
+      .u32(d.held)
+      .fixed(d.hash, NOTICE_SET_HASH_BYTES)
+      .list(d.entries, MAX_SYNC_DIGEST_ENTRIES, writeNoticeEntry),
+  read: (r) => {
+    const flags = r.u8("digest flags");
+    if ((flags & ~(DIGEST_PARTIAL | DIGEST_SUMMARY)) !== 0)
+      throw new SchemaError(`digest: unknown flags ${flags}`);
+    return {
+      partial: (flags & DIGEST_PARTIAL) !== 0,
+      summary: (flags & DIGEST_SUMMARY) !== 0,
+      held: r.u32("held"),
+      hash: r.fixed(NOTICE_SET_HASH_BYTES, "hash"),
+      entries: r.list(MAX_SYNC_DIGEST_ENTRIES, noticeEntry, NOTICE_ENTRY_BYTES, "entries"),
+    };
+  },
 };
+
+/** Domain tag of `noticeSetHash`. */
+const NOTICE_SET_TAG = new TextEncoder().encode("enjin/notice-set/v1\0");
+
+/**
+ * The MemberDigest hash of a set of notice entries: the first NOTICE_SET_HASH_BYTES of
+ * sha256("enjin/notice-set/v1" 0x00 || each entry as key 32 || incarnation u64), entries sorted by
+ * key. Two nodes holding the same notices (member and incarnation) get the same hash.
+ */
+export function noticeSetHash(entries: readonly NoticeEntry[]): Uint8Array {
+  const w = new Writer();
+  w.fixed(NOTICE_SET_TAG, NOTICE_SET_TAG.length);
+  for (const e of entries) writeNoticeEntry(w, e);
+  return sha256(w.finish()).subarray(0, NOTICE_SET_HASH_BYTES);
+}
 const memberWant: PayloadCodec<MemberWant> = {
   write: (w, d) => w.list(d.entries, MAX_SYNC_WANT_ENTRIES, writeNoticeEntry),
   read: (r) => ({ entries: r.list(MAX_SYNC_WANT_ENTRIES, noticeEntry, NOTICE_ENTRY_BYTES, "entries") }),

@@ -27,6 +27,7 @@ import {
   MAX_TOPIC_BYTES,
   MESSAGE_ID_BYTES,
   NONCE_BYTES,
+  NOTICE_SET_HASH_BYTES,
   PUBLIC_KEY_BYTES,
   TOKEN_ID_BYTES,
 } from "./limits.ts";
@@ -72,14 +73,21 @@ function compareKeys(a: Uint8Array, b: Uint8Array): number {
 /** Strictly ascending by key: sorted, no member twice (what makes a partial digest's range exact). */
 const ascendingByNode = <E extends { node: Uint8Array }>(entries: E[]) =>
   entries.every((e, i) => i === 0 || compareKeys((entries[i - 1] as E).node, e.node) < 0);
-const memberDigest = v.object({
-  partial: v.boolean(),
-  entries: v.pipe(
-    v.array(nodeIncarnation),
-    v.maxLength(MAX_SYNC_DIGEST_ENTRIES),
-    v.check(ascendingByNode, "entries must be sorted by key, each key once"),
-  ),
-});
+const memberDigest = v.pipe(
+  v.object({
+    summary: v.boolean(),
+    partial: v.boolean(),
+    held: u32,
+    hash: bytesOf(NOTICE_SET_HASH_BYTES),
+    entries: v.pipe(
+      v.array(nodeIncarnation),
+      v.maxLength(MAX_SYNC_DIGEST_ENTRIES),
+      v.check(ascendingByNode, "entries must be sorted by key, each key once"),
+    ),
+  }),
+  v.check((d) => !d.summary || (d.entries.length === 0 && !d.partial), "a summary lists no entries"),
+  v.check((d) => d.held >= d.entries.length, "held counts every entry listed"),
+);
 const memberWant = v.object({
   entries: v.pipe(v.array(nodeIncarnation), v.maxLength(MAX_SYNC_WANT_ENTRIES)),
 });

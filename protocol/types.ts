@@ -159,14 +159,21 @@ export interface NoticeEntry {
 }
 /**
  * Membership sync: the death and leave notices (Dead envelopes) the sender holds for members it
- * holds dead or gone. `entries` are sorted by key, ascending, without repeats.
+ * holds dead or gone. A summary gives only their number and `noticeSetHash`; a full digest lists
+ * them too, sorted by key, ascending, without repeats.
  */
 export interface MemberDigest {
+  /** True when the entries are left out: `held` and `hash` speak for the set. */
+  readonly summary: boolean;
   /**
    * True when the sender holds more than one digest carries: the entries then speak only for the
-   * keys from the first entry's to the last's, inclusive.
+   * keys from the first entry's to the last's, inclusive. Never with `summary`.
    */
   readonly partial: boolean;
+  /** How many notices the sender holds in all. */
+  readonly held: number;
+  /** `noticeSetHash` of all of them (NOTICE_SET_HASH_BYTES). */
+  readonly hash: Uint8Array;
   readonly entries: readonly NoticeEntry[];
 }
 /** Membership sync: the entries of the peer's MemberDigest whose notices the sender lacks. */

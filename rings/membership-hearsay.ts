@@ -1,64 +1,71 @@
 /**
- * Deaths this node was told of point to point (a sync answer) about members it still holds alive:
- * held until its own probe of the member settles them. Believed outright, a sync would replay
- * split-time deaths across a healed partition at members that are reachable again (the reason deaths
- * stay out of anti-entropy); memberlist merges such a death as a suspicion instead, which would still
- * take a reachable member out of the alive count until it refutes. Here the member is probed next:
- * if the probe fails, the signed notice is applied as it is; if it is answered, the notice is dropped.
+ * Deaths this node was told of point to point (a sync's answer) about members it still holds alive,
+ * each waiting for one direct ping of the member. Believed outright, a sync would replay split-time
+ * deaths across a healed partition at members that are reachable again (the reason deaths stay out
+ * of anti-entropy); memberlist merges such a death as a suspicion instead, which would still take a
+ * reachable member out of the alive count until it refutes. Here the member is pinged at once, apart
+ * from the probe round-robin (which Lifeguard may have slowed ×8): no ack within the probe timeout
+ * and the signed notice is applied as it is — more caution than a gossiped death gets, which is
+ * believed with no ping at all; an ack drops it.
  */
 import type { NodeId } from "./membership-types.ts";
 
-/** Pending hearsay at most: each one takes a probe slot, so a flood cannot stall round-robin probing. */
-export const MAX_PENDING_HEARSAY = 16;
+/** Checks in flight at most (one ping each): 2 × the default notices a sync hands over. */
+export const MAX_PENDING_HEARSAY = 64;
 
-/** A death notice waiting for this node's own probe of the member. */
+/** A death notice waiting for the ack of one ping. */
 export interface HeardDeath {
   /** The notice's signer. */
   readonly from: NodeId;
   readonly incarnation: number;
+  /** The seq of our ping to the member. */
+  readonly seq: number;
+  /** No ack by then: the notice is applied. */
+  readonly deadlineMs: number;
 }
 
-/** The pending hearsay of one node, in arrival order. */
+/** The pending hearsay checks of one node, keyed by member. */
 export class Hearsay {
   private readonly pending = new Map<NodeId, HeardDeath>();
 
   constructor(private readonly limit = MAX_PENDING_HEARSAY) {}
 
-  /** Holds a notice about `node`; false when one as new is held already or the limit is reached. */
+  /** Whether a check of `node` at `incarnation` or newer is in flight. */
+  has(node: NodeId, incarnation: number): boolean {
+    return (this.pending.get(node)?.incarnation ?? -1) >= incarnation;
+  }
+
+  /** Starts a check of `node` (replacing an older one); false when the limit is reached. */
   add(node: NodeId, heard: HeardDeath): boolean {
-    const held = this.pending.get(node);
-    if (held !== undefined) {
-      if (held.incarnation >= heard.incarnation) return false;
-      this.pending.set(node, heard);
-      return true;
-    }
-    if (this.pending.size >= this.limit) return false;
+    if (!this.pending.has(node) && this.pending.size >= this.limit) return false;
     this.pending.set(node, heard);
     return true;
   }
 
-  /**
-   * The member to probe next: the oldest pending one that `stillNews` accepts; those it refuses
-   * (refuted since, or already dead here) are dropped on the way.
-   */
-  next(stillNews: (node: NodeId, heard: HeardDeath) => boolean): NodeId | undefined {
+  /** Ends the check whose ping was `seq`, when `from` (the acker) is the member; returns the member. */
+  acked(from: NodeId, seq: number): NodeId | undefined {
+    const heard = this.pending.get(from);
+    if (heard?.seq !== seq) return undefined;
+    this.pending.delete(from);
+    return from;
+  }
+
+  /** Removes and returns the checks whose deadline passed by `nowMs`. */
+  expire(nowMs: number): [NodeId, HeardDeath][] {
+    const due: [NodeId, HeardDeath][] = [];
     for (const [node, heard] of this.pending) {
-      if (stillNews(node, heard)) return node;
+      if (heard.deadlineMs > nowMs) continue;
       this.pending.delete(node);
+      due.push([node, heard]);
     }
-    return undefined;
+    return due;
   }
 
-  /** Removes and returns what is held about `node`. */
-  take(node: NodeId): HeardDeath | undefined {
-    const heard = this.pending.get(node);
-    if (heard !== undefined) this.pending.delete(node);
-    return heard;
-  }
-
-  /** How many are pending. */
-  size(): number {
-    return this.pending.size;
+  /** The earliest deadline, or Infinity. */
+  nextDeadlineMs(): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const heard of this.pending.values()) next = Math.min(next, heard.deadlineMs);
+    return next;
   }
 
   /** Forgets everything (on leave). */

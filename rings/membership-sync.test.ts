@@ -9,7 +9,14 @@ import {
   syncIntervalFor,
 } from "./membership-config.ts";
 import { MAX_PENDING_HEARSAY } from "./membership-hearsay.ts";
-import { MembershipSync, type SyncAction, type SyncEntry, type SyncMemberView } from "./membership-sync.ts";
+import {
+  MembershipSync,
+  type SyncAction,
+  type SyncDigest,
+  type SyncEntry,
+  type SyncMemberView,
+  syncSetHash,
+} from "./membership-sync.ts";
 import type { MembershipAction, MembershipEvent, NodeId } from "./membership-types.ts";
 import { seededRng } from "./rng.ts";
 
@@ -39,6 +46,21 @@ function firstDigest(s: MembershipSync, peers: NodeId[], held: SyncEntry[], clus
   if (digest?.type !== "send-digest") throw new Error("no digest sent");
   return { t, digest };
 }
+
+const summaryOf = (held: SyncEntry[]): SyncDigest => ({
+  summary: true,
+  partial: false,
+  held: held.length,
+  hash: syncSetHash(held),
+  entries: [],
+});
+const fullOf = (held: SyncEntry[], partial = false): SyncDigest => ({
+  summary: false,
+  partial,
+  held: held.length,
+  hash: syncSetHash(held),
+  entries: held,
+});
 
 /** A view of members all alive at the given incarnations. */
 const aliveAt =
@@ -100,7 +122,7 @@ describe("syncIntervalFor", () => {
 });
 
 describe("MembershipSync", () => {
-  it("sends one digest per scaled interval to a random alive peer, staggered at first", () => {
+  it("sends one summary per scaled interval to a random alive peer, staggered at first", () => {
     const { machine: s, counters } = sync({ syncIntervalMs: 1_000 });
     expect(s.nextWakeMs()).toBe(0);
     expect(s.handle({ type: "tick", peers: [C], clusterSize: 64, held: [] }, 0)).toEqual([]);
@@ -108,70 +130,94 @@ describe("MembershipSync", () => {
     expect(first).toBeGreaterThanOrEqual(0);
     expect(first).toBeLessThan(2_000); // within one interval, ×2 at 64 members
     expect(s.handle({ type: "tick", peers: [C], clusterSize: 64, held: [] }, first)).toEqual([
-      { type: "send-digest", to: C, partial: false, entries: [] },
+      { type: "send-digest", to: C, digest: summaryOf([]) },
     ]);
     expect(s.nextWakeMs()).toBe(first + 2_000);
     expect(s.handle({ type: "tick", peers: [C], clusterSize: 64, held: [] }, first + 1_999)).toEqual([]);
     expect(counters.get("sync:digests-sent")).toBe(1);
   });
 
-  it("a node that missed a death learns it: the digest of a node holding the notice makes it ask", () => {
+  it("nodes that hold the same notices exchange one summary and nothing else", () => {
+    const { machine: b, counters } = sync({}, 2);
+    const held: SyncEntry[] = [{ node: Y, incarnation: 4 }];
+    const view = aliveAt({});
+    expect(b.handle({ type: "digest", from: A, digest: summaryOf(held), held, view }, 1)).toEqual([]);
+    expect(counters.get("sync:digests-agreed")).toBe(1);
+    // Same count, another incarnation: not the same set.
+    const other = summaryOf([{ node: Y, incarnation: 5 }]);
+    expect(b.handle({ type: "digest", from: A, digest: other, held, view }, 2)).toEqual([
+      { type: "send-digest", to: A, digest: fullOf(held) },
+    ]);
+  });
+
+  it("a node that missed a death learns it when it syncs: summary, full digest, want, notice", () => {
     // A holds Y's death at incarnation 0; B, which missed it, holds Y alive at 0.
     const a = sync({}, 1).machine;
     const b = sync({}, 2).machine;
     const held: SyncEntry[] = [{ node: Y, incarnation: 0 }];
-    const { t, digest } = firstDigest(a, [B], held);
-    expect(digest).toEqual({ type: "send-digest", to: B, partial: false, entries: held });
+    const { t, digest } = firstDigest(b, [A], []);
+    expect(digest.digest).toEqual(summaryOf([]));
+    const full = a.handle({ type: "digest", from: B, digest: digest.digest, held, view: aliveAt({}) }, t);
+    expect(full).toEqual([{ type: "send-digest", to: B, digest: fullOf(held) }]);
     const view = aliveAt({ [A]: 0, [Y]: 0 });
-    const answer = b.handle({ type: "digest", from: A, partial: false, entries: held, held: [], view }, t);
-    expect(answer).toEqual([{ type: "send-want", to: A, entries: held }]);
-    expect(a.handle({ type: "want", from: B, entries: held }, t + 1)).toEqual([
+    const want = b.handle({ type: "digest", from: A, digest: fullOf(held), held: [], view }, t + 1);
+    expect(want).toEqual([{ type: "send-want", to: A, entries: held }]);
+    expect(a.handle({ type: "want", from: B, entries: held }, t + 2)).toEqual([
       { type: "send-notices", to: B, nodes: [Y] },
     ]);
   });
 
-  it("a node that missed a death learns it: its own digest brings the notice unasked", () => {
-    const b = sync({}, 2).machine;
+  it("a node that missed a death learns it when a holder syncs with it: the notice comes unasked", () => {
     const a = sync({}, 1).machine;
-    const { t, digest } = firstDigest(b, [A], []);
-    expect(digest.entries).toEqual([]);
-    const answer = a.handle(
-      {
-        type: "digest",
-        from: B,
-        partial: false,
-        entries: [],
-        held: [{ node: Y, incarnation: 0 }],
-        view: () => undefined,
-      },
-      t,
-    );
+    const b = sync({}, 2).machine;
+    const held: SyncEntry[] = [{ node: Y, incarnation: 0 }];
+    const { t, digest } = firstDigest(a, [B], held);
+    expect(digest.digest).toEqual(summaryOf(held));
+    const full = b.handle({ type: "digest", from: A, digest: digest.digest, held: [], view: aliveAt({}) }, t);
+    expect(full).toEqual([{ type: "send-digest", to: A, digest: fullOf([]) }]);
+    const answer = a.handle({ type: "digest", from: B, digest: fullOf([]), held, view: aliveAt({}) }, t + 1);
     expect(answer).toEqual([{ type: "send-notices", to: B, nodes: [Y] }]);
   });
 
-  it("then its membership probes the member at once and applies the notice when the probe fails", () => {
+  it("then its membership pings the member at once and applies the notice when no ack comes", () => {
     const m = membershipOfB();
     drive(m, 0, 3_000, new Set());
-    const out = m.handle({ type: "dead", from: A, node: Y, incarnation: 0, hearsay: true }, 3_000);
+    const t = 3_000.5; // between two probes: the check does not wait for the round-robin
+    const out = m.handle({ type: "dead", from: A, node: Y, incarnation: 0, hearsay: true }, t);
     expect(hearsay(out)).toEqual(["pending"]);
+    expect(pings(out)).toEqual([Y]);
     expect(m.member(Y)?.state).toBe("alive"); // not believed yet
-    const log = drive(m, 3_000, 6_000, new Set([Y]));
-    expect(pings(log)[0]).toBe(Y); // the next probe is Y's, ahead of the round-robin
+    expect(m.nextWakeMs()).toBeLessThanOrEqual(t + lanConfig().probeTimeoutMs);
+    const log = drive(m, t, t + lanConfig().probeTimeoutMs, new Set([Y]));
     expect(hearsay(log)).toEqual(["confirmed"]);
     expect(m.member(Y)?.state).toBe("dead");
-    // Believed on its own probe and the signed notice: no suspicion was gossiped about Y.
+    // Believed on its own ping and the signed notice: no suspicion was gossiped about Y.
     expect(log.some((a) => a.type === "broadcast" && a.message.node === Y)).toBe(false);
   });
 
-  it("a death of a member that answers its probe is dropped (a healed partition replays nothing)", () => {
+  it("a death of a member that acks the ping is dropped (a healed partition replays nothing)", () => {
     const m = membershipOfB();
     drive(m, 0, 3_000, new Set());
-    m.handle({ type: "dead", from: A, node: Y, incarnation: 0, hearsay: true }, 3_000);
-    const log = drive(m, 3_000, 6_000, new Set());
-    expect(pings(log)[0]).toBe(Y);
-    expect(hearsay(log)).toEqual(["disproved"]);
+    const out = m.handle({ type: "dead", from: A, node: Y, incarnation: 0, hearsay: true }, 3_000);
+    const ping = out.find((a) => a.type === "send" && a.to === Y);
+    if (ping?.type !== "send") throw new Error("no ping");
+    expect(hearsay(m.handle({ type: "ack", from: Y, seq: ping.message.seq }, 3_002))).toEqual(["disproved"]);
+    const log = drive(m, 3_002, 20_000, new Set());
+    expect(hearsay(log)).toEqual([]);
     expect(log.filter((a) => a.type === "changed")).toEqual([]);
     expect(m.member(Y)?.state).toBe("alive");
+  });
+
+  it("an ack from another member, or with another seq, settles nothing", () => {
+    const m = membershipOfB();
+    const out = m.handle({ type: "dead", from: A, node: Y, incarnation: 0, hearsay: true }, 10);
+    const ping = out.find((a) => a.type === "send" && a.to === Y);
+    if (ping?.type !== "send") throw new Error("no ping");
+    expect(hearsay(m.handle({ type: "ack", from: C, seq: ping.message.seq }, 11))).toEqual([]);
+    expect(hearsay(m.handle({ type: "ack", from: Y, seq: ping.message.seq + 100 }, 12))).toEqual([]);
+    // The same notice again while the check is in flight sends no second ping.
+    expect(m.handle({ type: "dead", from: C, node: Y, incarnation: 0, hearsay: true }, 13)).toEqual([]);
+    expect(hearsay(drive(m, 13, 10 + lanConfig().probeTimeoutMs, new Set([Y])))).toEqual(["confirmed"]);
   });
 
   it("a stale notice (older than a refutation) teaches nothing: not asked for, and not believed if sent", () => {
@@ -179,13 +225,14 @@ describe("MembershipSync", () => {
     const b = sync({}, 2).machine;
     const stale: SyncEntry[] = [{ node: Y, incarnation: 2 }];
     const view = aliveAt({ [A]: 0, [Y]: 3 });
-    expect(b.handle({ type: "digest", from: A, partial: false, entries: stale, held: [], view }, 10)).toEqual(
+    expect(b.handle({ type: "digest", from: A, digest: fullOf(stale), held: [], view }, 10)).toEqual(
       [],
     );
     const m = membershipOfB();
     m.handle({ type: "alive", node: Y, incarnation: 3, addr: addr(Y) }, 1);
     const out = m.handle({ type: "dead", from: A, node: Y, incarnation: 2, hearsay: true }, 2);
     expect(hearsay(out)).toEqual(["stale"]);
+    expect(pings(out)).toEqual([]);
     const log = drive(m, 2, 10_000, new Set());
     expect(hearsay(log)).toEqual([]);
     expect(m.member(Y)).toMatchObject({ state: "alive", incarnation: 3 });
@@ -202,7 +249,7 @@ describe("MembershipSync", () => {
     });
   });
 
-  it("holds at most MAX_PENDING_HEARSAY deaths awaiting a probe", () => {
+  it("holds at most MAX_PENDING_HEARSAY deaths awaiting an ack", () => {
     const ids = Array.from({ length: MAX_PENDING_HEARSAY + 2 }, (_, i) =>
       (i + 1).toString(16).padStart(64, "0"),
     );
@@ -215,7 +262,7 @@ describe("MembershipSync", () => {
     expect(outcomes.filter((o) => o === "dropped")).toHaveLength(2);
   });
 
-  it("asks only for what it lacks, and teaches only what the peer's digest does not cover", () => {
+  it("asks only for what it lacks, and teaches only what the peer's full digest does not cover", () => {
     const b = sync({}, 2).machine;
     const entries: SyncEntry[] = [
       { node: C, incarnation: 1 }, // B holds C dead at 1 already: not wanted
@@ -228,22 +275,22 @@ describe("MembershipSync", () => {
       { node: C, incarnation: 1 }, // covered
       { node: Y, incarnation: 5 }, // not covered: taught
     ];
-    expect(b.handle({ type: "digest", from: A, partial: false, entries, held, view }, 1)).toEqual([
+    expect(b.handle({ type: "digest", from: A, digest: fullOf(entries), held, view }, 1)).toEqual([
       { type: "send-notices", to: A, nodes: [Y] },
       { type: "send-want", to: A, entries: [{ node: D, incarnation: 4 }] },
     ]);
   });
 
-  it("bounds: digests over maxDigestEntries rotate a partial window over every notice held", () => {
+  it("bounds: full digests over maxDigestEntries rotate a partial window over every notice held", () => {
     const held = Array.from({ length: 7 }, (_, i) => ({ node: id(String(i)), incarnation: i }));
-    const { machine: s } = sync({ syncIntervalMs: 100, maxDigestEntries: 3 });
-    s.handle({ type: "tick", peers: [C], clusterSize: 5, held }, 0);
+    const { machine: s } = sync({ syncIntervalMs: 100, maxDigestEntries: 3, maxAnswersPerInterval: 10 });
     const windows: SyncEntry[][] = [];
     for (let i = 0; i < 4; i++) {
-      const out = s.handle({ type: "tick", peers: [C], clusterSize: 5, held }, s.nextWakeMs());
-      const digest = out[0] as Extract<SyncAction, { type: "send-digest" }>;
-      expect(digest.partial).toBe(true);
-      windows.push(digest.entries);
+      const out = s.handle({ type: "digest", from: C, digest: summaryOf([]), held, view: aliveAt({}) }, i);
+      const { digest } = out[0] as Extract<SyncAction, { type: "send-digest" }>;
+      expect(digest).toMatchObject({ summary: false, partial: true, held: 7 });
+      expect(digest.hash).toEqual(syncSetHash(held)); // the whole set's, not the window's
+      windows.push([...digest.entries]);
     }
     expect(windows.map((w) => w.map((e) => e.incarnation))).toEqual([[0, 1, 2], [3, 4, 5], [6], [0, 1, 2]]);
   });
@@ -251,68 +298,58 @@ describe("MembershipSync", () => {
   it("bounds: a partial digest is answered only within its key range", () => {
     const b = sync({}, 2).machine;
     const held = [C, D, E, Y].map((node) => ({ node, incarnation: 0 }));
-    const entries = [{ node: D, incarnation: 0 }]; // speaks for D only
-    const out = b.handle({ type: "digest", from: A, partial: true, entries, held, view: () => undefined }, 1);
-    expect(out).toEqual([]);
-    const wider = [
-      { node: C, incarnation: 0 },
-      { node: Y, incarnation: 0 },
-    ]; // speaks for C .. Y: D and E are missing from it
-    expect(
-      b.handle({ type: "digest", from: A, partial: true, entries: wider, held, view: () => undefined }, 2),
-    ).toEqual([{ type: "send-notices", to: A, nodes: [D, E] }]);
+    const none = () => undefined;
+    const narrow = fullOf([{ node: D, incarnation: 0 }], true); // speaks for D only
+    expect(b.handle({ type: "digest", from: A, digest: narrow, held, view: none }, 1)).toEqual([]);
+    const wider = fullOf(
+      [
+        { node: C, incarnation: 0 },
+        { node: Y, incarnation: 0 },
+      ],
+      true,
+    ); // speaks for C .. Y: D and E are missing from it
+    expect(b.handle({ type: "digest", from: A, digest: wider, held, view: none }, 2)).toEqual([
+      { type: "send-notices", to: A, nodes: [D, E] },
+    ]);
   });
 
   it("bounds: at most maxNoticesPerSync notices taught and wanted per digest", () => {
     const b = sync({ maxNoticesPerSync: 2 }, 2).machine;
     const many = Array.from({ length: 5 }, (_, i) => ({ node: id(String(i)), incarnation: 1 }));
-    const out = b.handle(
-      {
-        type: "digest",
-        from: A,
-        partial: false,
-        entries: many,
-        held: many.map((e) => ({ ...e, incarnation: 2 })),
-        view: () => ({ incarnation: 0, state: "alive" }),
-      },
-      1,
+    const held = many.map((e) => ({ ...e, incarnation: 2 }));
+    const view: SyncMemberView = () => ({ incarnation: 0, state: "alive" });
+    const out = b.handle({ type: "digest", from: A, digest: fullOf(many), held, view }, 1);
+    const sizes = out.map((a) =>
+      a.type === "send-notices" ? a.nodes.length : a.type === "send-want" ? a.entries.length : -1,
     );
-    expect(
-      out.map((a) =>
-        a.type === "send-notices" ? a.nodes.length : a.type === "send-want" ? a.entries.length : -1,
-      ),
-    ).toEqual([2, 2]);
+    expect(sizes).toEqual([2, 2]);
   });
 
   it("bounds: answers at most maxAnswersPerInterval digests per interval, counting the refusals", () => {
     const { machine: b, counters } = sync({ syncIntervalMs: 1_000, maxAnswersPerInterval: 2 }, 2);
     const held = [{ node: Y, incarnation: 0 }];
-    const digest = {
-      type: "digest" as const,
-      from: A,
-      partial: false,
-      entries: [],
-      held,
-      view: () => undefined,
-    };
+    const digest = { type: "digest" as const, from: A, digest: summaryOf([]), held, view: aliveAt({}) };
     expect(b.handle(digest, 10)).toHaveLength(1);
     expect(b.handle(digest, 20)).toHaveLength(1);
     expect(b.handle(digest, 30)).toEqual([]);
     expect(counters.get("rejected:sync-busy")).toBe(1);
     expect(b.handle(digest, 1_011)).toHaveLength(1); // the first answer is an interval old
+    // Agreeing summaries cost no answer and are never refused.
+    expect(b.handle({ ...digest, digest: summaryOf(held) }, 1_012)).toEqual([]);
+    expect(counters.get("rejected:sync-busy")).toBe(1);
   });
 
   it("bounds: a want is answered once, only from the peer offered to, only with what was offered", () => {
     const { machine: a, counters } = sync({}, 1);
     const held = [{ node: Y, incarnation: 0 }];
-    const { t } = firstDigest(a, [B], held);
-    expect(a.handle({ type: "want", from: C, entries: held }, t + 1)).toEqual([]);
+    a.handle({ type: "digest", from: B, digest: summaryOf([]), held, view: aliveAt({}) }, 5); // offers Y to B
+    expect(a.handle({ type: "want", from: C, entries: held }, 6)).toEqual([]);
     expect(counters.get("rejected:sync-unsolicited-want")).toBe(1);
     const asked = [...held, { node: D, incarnation: 0 }]; // D was never offered
-    expect(a.handle({ type: "want", from: B, entries: asked }, t + 1)).toEqual([
+    expect(a.handle({ type: "want", from: B, entries: asked }, 6)).toEqual([
       { type: "send-notices", to: B, nodes: [Y] },
     ]);
-    expect(a.handle({ type: "want", from: B, entries: held }, t + 2)).toEqual([]);
+    expect(a.handle({ type: "want", from: B, entries: held }, 7)).toEqual([]);
     expect(counters.get("rejected:sync-unsolicited-want")).toBe(2);
   });
 });

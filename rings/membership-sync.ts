@@ -4,15 +4,17 @@
  * kept out of anti-entropy (a healed partition must not replay them), so a node that missed one would
  * otherwise learn it only from its own probe, minutes later in a large mesh slowed by Lifeguard.
  *
- * Every interval (scaled by cluster size) a node sends one random alive member a digest: the
- * (member, incarnation) of each signed death or leave notice it holds. The receiver answers with the
- * notices the sender lacks, and with a want for the digest's entries it lacks itself; the sender
- * answers the want with those notices. The notices are the signed Dead envelopes themselves, so the
- * receiver takes them through the normal checks (and, for a death, a probe of its own first: see
- * `hearsay` in membership-types.ts). A calm mesh holds no notices: a sync is then one small digest.
+ * Every interval (scaled by cluster size) a node sends one random alive member a summary: how many
+ * signed death or leave notices it holds and a hash of their (member, incarnation) set. A receiver
+ * holding the same set answers nothing: the common case, one ~130-byte frame. Otherwise it answers
+ * with its full digest (the entries); the summary's sender then sends the notices the receiver lacks
+ * and a want for the entries it lacks itself, which the receiver answers with those notices. The
+ * notices are the signed Dead envelopes themselves, so they go through the normal checks (and, for a
+ * death, a ping of the member first: see `hearsay` in membership-types.ts).
  *
  * No clock reads, no I/O; randomness from the injected Rng. The runtime carries out the actions.
  */
+import { keyFromHex, noticeSetHash } from "../protocol/index.ts";
 import type { Counters } from "./counters.ts";
 import { type MembershipSyncConfig, syncIntervalFor, validateSyncConfig } from "./membership-config.ts";
 import type { MemberState, NodeId } from "./membership-types.ts";
@@ -27,6 +29,24 @@ export interface SyncEntry {
 /** What the receiver of a digest knows of a member (from its membership view). */
 export type SyncMemberView = (node: NodeId) => { incarnation: number; state: MemberState } | undefined;
 
+/** A digest as the machine sends and receives it (the MemberDigest payload, with hex node ids). */
+export interface SyncDigest {
+  /** Entries left out: `held` and `hash` speak for the sender's set. */
+  readonly summary: boolean;
+  /** The entries speak only for keys from the first entry's to the last's. */
+  readonly partial: boolean;
+  /** Notices the sender holds in all. */
+  readonly held: number;
+  /** `noticeSetHash` of all of them. */
+  readonly hash: Uint8Array;
+  readonly entries: readonly SyncEntry[];
+}
+
+/** `noticeSetHash` of entries with hex node ids (sorted by node, as `held` always is). */
+export function syncSetHash(held: readonly SyncEntry[]): Uint8Array {
+  return noticeSetHash(held.map((e) => ({ node: keyFromHex(e.node), incarnation: e.incarnation })));
+}
+
 /** Inputs. `held` is this node's notices for members it holds dead or left, sorted by node. */
 export type SyncEvent =
   /** Deliver at `nextWakeMs()`. `peers`: alive members other than this node; `clusterSize`: members. */
@@ -35,8 +55,7 @@ export type SyncEvent =
   | {
       type: "digest";
       from: NodeId;
-      partial: boolean;
-      entries: readonly SyncEntry[];
+      digest: SyncDigest;
       held: readonly SyncEntry[];
       view: SyncMemberView;
     }
@@ -45,7 +64,7 @@ export type SyncEvent =
 
 /** Outputs, carried out by the runtime in order. */
 export type SyncAction =
-  | { type: "send-digest"; to: NodeId; partial: boolean; entries: SyncEntry[] }
+  | { type: "send-digest"; to: NodeId; digest: SyncDigest }
   | { type: "send-want"; to: NodeId; entries: SyncEntry[] }
   /** Send `to` the signed notices held about these members, as they are, point to point. */
   | { type: "send-notices"; to: NodeId; nodes: NodeId[] };
@@ -116,10 +135,17 @@ export class MembershipSync {
     for (const [peer, offer] of this.offers) if (offer.expiresAtMs <= nowMs) this.offers.delete(peer);
     if (peers.length === 0) return [];
     const to = peers[randomInt(this.rng, peers.length)] as NodeId;
+    this.counters.inc("sync:digests-sent");
+    const digest = { summary: true, partial: false, held: held.length, hash: syncSetHash(held), entries: [] };
+    return [{ type: "send-digest", to, digest }];
+  }
+
+  /** A full digest of ours for `to`, which it may answer with one want until it expires. */
+  private fullDigest(to: NodeId, held: readonly SyncEntry[], hash: Uint8Array, nowMs: number): SyncAction {
     const { entries, partial } = this.window(held);
     this.offers.set(to, { nodes: new Set(entries.map((e) => e.node)), expiresAtMs: nowMs + this.intervalMs });
-    this.counters.inc("sync:digests-sent");
-    return [{ type: "send-digest", to, partial, entries }];
+    this.counters.inc("sync:full-digests-sent");
+    return { type: "send-digest", to, digest: { summary: false, partial, held: held.length, hash, entries } };
   }
 
   /**
@@ -141,13 +167,27 @@ export class MembershipSync {
   }
 
   private onDigest(event: Extract<SyncEvent, { type: "digest" }>, nowMs: number): SyncAction[] {
-    this.counters.inc("sync:digests-received");
+    const { from, digest, held, view } = event;
+    this.counters.inc(digest.summary ? "sync:digests-received" : "sync:full-digests-received");
+    let hash: Uint8Array | undefined;
+    if (digest.summary) {
+      hash = syncSetHash(held);
+      if (digest.held === held.length && equalBytes(digest.hash, hash)) {
+        this.counters.inc("sync:digests-agreed");
+        return [];
+      }
+    }
     this.answeredAtMs = this.answeredAtMs.filter((t) => t > nowMs - this.intervalMs);
     if (this.answeredAtMs.length >= this.config.maxAnswersPerInterval) {
       this.counters.inc("rejected:sync-busy");
       return [];
     }
-    const { from, entries, partial, held, view } = event;
+    // A summary that differs from ours: answer with the entries, for its sender to compare.
+    if (hash !== undefined) {
+      this.answeredAtMs.push(nowMs);
+      return [this.fullDigest(from, held, hash, nowMs)];
+    }
+    const { entries, partial } = digest;
     const max = this.config.maxNoticesPerSync;
     // What it lacks: notices we hold that its digest does not cover at the same or a newer incarnation.
     const theirs = new Map<NodeId, number>();
@@ -200,4 +240,10 @@ export class MembershipSync {
     if (nodes.size === 0) return [];
     return [{ type: "send-notices", to: from, nodes: [...nodes] }];
   }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -114,7 +114,8 @@ export type MembershipEvent =
    * Gossip: `from` declares `node` dead at `incarnation`; `from === node` means it left. `hearsay`:
    * the notice was handed over point to point (a sync answer), not spread by gossip. A leave, or a
    * death of this node, is taken as usual; a death of another member that would be news is held
-   * until this node's own probe of it (the next one) fails, and dropped if the probe is answered.
+   * while the member is pinged (a `send`, apart from the probe round), applied if no ack comes
+   * within probeTimeoutMs (Lifeguard-scaled), dropped if one does (see membership-hearsay.ts).
    */
   | { type: "dead"; from: NodeId; node: NodeId; incarnation: number; hearsay?: true }
   /** Leave gracefully: announce our own death; the machine then ignores every event. */
@@ -156,8 +157,8 @@ export type MembershipAction =
    */
   | { type: "relay" }
   /**
-   * What became of a hearsay death (see the `dead` event): `pending` (held; the member is probed
-   * next), `dropped` (too many pending), `stale` (not news here), `confirmed` (the probe failed and
-   * the notice was applied: a `changed` precedes this), `disproved` (the member answered).
+   * What became of a hearsay death (see the `dead` event): `pending` (held; the member is pinged),
+   * `dropped` (too many checks in flight), `stale` (not news here), `confirmed` (no ack: the notice
+   * was applied, and a `changed` precedes this), `disproved` (the member acked).
    */
   | { type: "hearsay"; node: NodeId; outcome: "pending" | "dropped" | "stale" | "confirmed" | "disproved" };

@@ -119,7 +119,7 @@ export class Membership {
         break;
       case "dead":
         if (event.hearsay && event.from !== event.node && event.node !== this.table.me.id)
-          this.onHearsay(event.from, event.node, event.incarnation, out);
+          this.onHearsay(event.from, event.node, event.incarnation, nowMs, out);
         else if (this.table.dead(event.from, event.node, event.incarnation, nowMs, out)) out.push(RELAY);
         break;
       case "leave":
@@ -145,7 +145,7 @@ export class Membership {
     if (this.probe && !this.probe.helpers) wake = Math.min(wake, this.probe.timeoutAtMs);
     for (const relay of this.relays.values()) wake = Math.min(wake, relay.nackAtMs);
     if (this.nextReconnectAtMs !== undefined) wake = Math.min(wake, this.nextReconnectAtMs);
-    return Math.min(wake, this.table.nextDeadlineMs());
+    return Math.min(wake, this.table.nextDeadlineMs(), this.hearsay.nextDeadlineMs());
   }
 
   /** What this node believes about `id` (itself included), or undefined if it does not know it. */
@@ -199,6 +199,7 @@ export class Membership {
       this.send(relay.requester, relay.requesterAddr, nack, out);
     }
     this.table.expire(nowMs, out);
+    this.expireHearsay(nowMs, out);
     const probe = this.probe;
     if (probe && !probe.helpers && nowMs >= probe.timeoutAtMs) this.askHelpers(probe, out);
     if (probe && nowMs >= probe.deadlineMs) this.failProbe(probe, nowMs, out);
@@ -238,13 +239,8 @@ export class Membership {
     this.send(target.id, target.addr, { kind: "ping", seq, target: target.id }, out);
   }
 
-  /**
-   * A member with a pending hearsay death first; then randomized round-robin: walk a shuffled list,
-   * reshuffled at the end of every round.
-   */
+  /** Randomized round-robin: walk a shuffled list, reshuffled at the end of every round. */
   private nextTarget(nowMs: number): MemberRecord | undefined {
-    const heard = this.hearsay.next((id, h) => this.isNews(id, h.incarnation));
-    if (heard !== undefined) return this.table.get(heard);
     for (let pass = 0; pass < 2; pass++) {
       while (this.probeIndex < this.probeOrder.length) {
         const m = this.table.get(this.probeOrder[this.probeIndex++] as NodeId);
@@ -269,12 +265,36 @@ export class Membership {
     return m !== undefined && this.probeable(m) && incarnation >= m.incarnation;
   }
 
-  /** A death handed over point to point: probe the member next, believe it only if that fails. */
-  private onHearsay(from: NodeId, node: NodeId, incarnation: number, out: MembershipAction[]): void {
-    let outcome: "pending" | "dropped" | "stale" = "stale";
-    if (this.isNews(node, incarnation))
-      outcome = this.hearsay.add(node, { from, incarnation }) ? "pending" : "dropped";
-    out.push({ type: "hearsay", node, outcome });
+  /** A death handed over point to point: ping the member now, believe it only if no ack comes. */
+  private onHearsay(
+    from: NodeId,
+    node: NodeId,
+    incarnation: number,
+    nowMs: number,
+    out: MembershipAction[],
+  ): void {
+    const m = this.table.get(node);
+    if (m === undefined || !this.isNews(node, incarnation)) {
+      out.push({ type: "hearsay", node, outcome: "stale" });
+      return;
+    }
+    if (this.hearsay.has(node, incarnation)) return; // a check of it is in flight
+    const seq = this.nextSeq();
+    const deadlineMs = nowMs + this.awareness.scale(this.config.probeTimeoutMs);
+    if (!this.hearsay.add(node, { from, incarnation, seq, deadlineMs })) {
+      out.push({ type: "hearsay", node, outcome: "dropped" });
+      return;
+    }
+    out.push({ type: "hearsay", node, outcome: "pending" });
+    this.send(node, m.addr, { kind: "ping", seq, target: node }, out);
+  }
+
+  /** Applies the notices of hearsay checks whose ping went unanswered. */
+  private expireHearsay(nowMs: number, out: MembershipAction[]): void {
+    for (const [node, heard] of this.hearsay.expire(nowMs)) {
+      if (this.table.dead(heard.from, node, heard.incarnation, nowMs, out))
+        out.push({ type: "hearsay", node, outcome: "confirmed" });
+    }
   }
 
   private askHelpers(probe: Probe, out: MembershipAction[]): void {
@@ -295,11 +315,6 @@ export class Membership {
     this.probe = undefined;
     const expectedNacks = probe.helpers?.length ?? 0;
     this.awareness.applyDelta(expectedNacks > 0 ? expectedNacks - probe.nacks.size : 1);
-    const heard = this.hearsay.take(probe.target);
-    if (heard && this.table.dead(heard.from, probe.target, heard.incarnation, nowMs, out)) {
-      out.push({ type: "hearsay", node: probe.target, outcome: "confirmed" });
-      return;
-    }
     if (this.table.suspect(this.table.me.id, probe.target, probe.incarnation, nowMs, out)) {
       const incarnation = this.table.get(probe.target)?.incarnation ?? probe.incarnation;
       out.push({ type: "broadcast", message: { kind: "suspect", node: probe.target, incarnation } });
@@ -311,8 +326,11 @@ export class Membership {
     if (probe?.seq === seq && (from === probe.target || probe.helpers?.includes(from))) {
       this.probe = undefined;
       this.awareness.applyDelta(-1);
-      if (this.hearsay.take(probe.target))
-        out.push({ type: "hearsay", node: probe.target, outcome: "disproved" });
+      return;
+    }
+    const checked = this.hearsay.acked(from, seq);
+    if (checked !== undefined) {
+      out.push({ type: "hearsay", node: checked, outcome: "disproved" });
       return;
     }
     const relay = this.relays.get(seq);
