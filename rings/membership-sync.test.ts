@@ -225,9 +225,7 @@ describe("MembershipSync", () => {
     const b = sync({}, 2).machine;
     const stale: SyncEntry[] = [{ node: Y, incarnation: 2 }];
     const view = aliveAt({ [A]: 0, [Y]: 3 });
-    expect(b.handle({ type: "digest", from: A, digest: fullOf(stale), held: [], view }, 10)).toEqual(
-      [],
-    );
+    expect(b.handle({ type: "digest", from: A, digest: fullOf(stale), held: [], view }, 10)).toEqual([]);
     const m = membershipOfB();
     m.handle({ type: "alive", node: Y, incarnation: 3, addr: addr(Y) }, 1);
     const out = m.handle({ type: "dead", from: A, node: Y, incarnation: 2, hearsay: true }, 2);
