@@ -259,34 +259,19 @@ export class Membership {
     return m !== this.table.me && (m.state === "alive" || m.state === "suspect");
   }
 
-  /** Whether a death of `id` at `incarnation` would change this node's view. */
-  private isNews(id: NodeId, incarnation: number): boolean {
-    const m = this.table.get(id);
-    return m !== undefined && this.probeable(m) && incarnation >= m.incarnation;
-  }
-
   /** A death handed over point to point: ping the member now, believe it only if no ack comes. */
-  private onHearsay(
-    from: NodeId,
-    node: NodeId,
-    incarnation: number,
-    nowMs: number,
-    out: MembershipAction[],
-  ): void {
+  private onHearsay(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]) {
     const m = this.table.get(node);
-    if (m === undefined || !this.isNews(node, incarnation)) {
-      out.push({ type: "hearsay", node, outcome: "stale" });
-      return;
+    const news = m !== undefined && this.probeable(m) && incarnation >= m.incarnation;
+    if (!news || this.hearsay.has(node, incarnation)) {
+      if (!news) out.push({ type: "hearsay", node, outcome: "stale" });
+      return; // stale, or a check of it is in flight
     }
-    if (this.hearsay.has(node, incarnation)) return; // a check of it is in flight
     const seq = this.nextSeq();
     const deadlineMs = nowMs + this.awareness.scale(this.config.probeTimeoutMs);
-    if (!this.hearsay.add(node, { from, incarnation, seq, deadlineMs })) {
-      out.push({ type: "hearsay", node, outcome: "dropped" });
-      return;
-    }
-    out.push({ type: "hearsay", node, outcome: "pending" });
-    this.send(node, m.addr, { kind: "ping", seq, target: node }, out);
+    const added = this.hearsay.add(node, { from, incarnation, seq, deadlineMs });
+    out.push({ type: "hearsay", node, outcome: added ? "pending" : "dropped" });
+    if (added) this.send(node, m.addr, { kind: "ping", seq, target: node }, out);
   }
 
   /** Applies the notices of hearsay checks whose ping went unanswered. */
