@@ -425,7 +425,7 @@ export class MeshNode {
         const node = keyHex(p.node);
         this.#sync.noteDeath(node, p.incarnation, envelope.bytes);
         // No hops left: handed over point to point (a sync's answer, a reconnect ping), not spread
-        // by gossip, which always sends with hops to spare. Membership probes before believing it.
+        // by gossip, which always sends with hops to spare. Membership pings the member first.
         const hearsay = msg.hops === 0;
         const event = { type: "dead" as const, from: sender, node, incarnation: p.incarnation };
         const relay = this.#membershipEvent(hearsay ? { ...event, hearsay } : event);
