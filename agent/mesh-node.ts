@@ -717,7 +717,9 @@ export class MeshNode {
     if (this.#stopped) return;
     // The end of every unit of work: push what it made new, in one batch (see batchEagerPush).
     this.#gossipActions(this.gossip.handle({ type: "flush" }, this.#now()));
-    const wakeMs = Math.min(this.membership.nextWakeMs(), this.gossip.nextWakeMs(), this.#sync.nextWakeMs());
+    // Gossip's next work, not its next round: an idle node does not wake for empty rounds.
+    const gossipMs = this.gossip.nextWorkMs(this.#now());
+    const wakeMs = Math.min(this.membership.nextWakeMs(), gossipMs, this.#sync.nextWakeMs());
     if (wakeMs === this.#timerAtMs && this.#timer !== undefined) return;
     if (this.#timer !== undefined) this.#opts.clock.clearTimer(this.#timer);
     this.#timerAtMs = wakeMs;
@@ -739,7 +741,7 @@ export class MeshNode {
     if (this.membership.nextWakeMs() <= now) {
       this.#membershipActions(this.membership.handle({ type: "tick" }, now), now);
     }
-    if (this.gossip.nextWakeMs() <= now) this.#gossipActions(this.gossip.handle({ type: "tick" }, now));
+    if (this.gossip.nextWorkMs(now) <= now) this.#gossipActions(this.gossip.handle({ type: "tick" }, now));
     if (this.#sync.nextWakeMs() <= now) this.#sync.tick(now);
     this.#reschedule();
   }

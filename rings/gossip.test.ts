@@ -363,3 +363,32 @@ describe("config and framing", () => {
     expect(frames.map((f) => f.map((i) => i.envelope.length))).toEqual([[10, 10], [500], [10, 10], [10]]);
   });
 });
+
+describe("nextWorkMs", () => {
+  it("leaves out gossip rounds with nothing queued, and brings a round back on its grid once there is", () => {
+    const g = node({ gossipIntervalMs: 200, antiEntropyIntervalMs: 1_000, eagerPushMembership: false });
+    /** Ticks at every `nextAt` in [fromMs, toMs); returns the tick times and the times of sends. */
+    const drive = (fromMs: number, toMs: number, nextAt: (now: number) => number) => {
+      const ticks: number[] = [];
+      const sent: number[] = [];
+      for (let now = Math.max(fromMs, nextAt(fromMs)); now < toMs; now = Math.max(now + 1, nextAt(now))) {
+        ticks.push(now);
+        if (sends(g.handle({ type: "tick" }, now)).length > 0) sent.push(now);
+      }
+      return { ticks, sent };
+    };
+    g.handle({ type: "tick" }, 0); // sets the random phases
+    const idle = drive(1, 5_001, (now) => g.nextWorkMs(now));
+    expect(idle.ticks).toHaveLength(5); // the five digests, no rounds
+    expect(idle.sent).toEqual([]);
+    g.handle({ type: "publish", id: "m", envelope: env("m"), priority: "membership" }, 5_000.5);
+    const busy = drive(5_001, 15_000, (now) => g.nextWorkMs(now));
+    // Sent 4 × ceil(log10 11) = 8 times, to 3 peers a round: 3 rounds, the first one the next due
+    // (on the round's grid, or with a digest due first), not a whole interval later.
+    expect(busy.sent).toHaveLength(3);
+    expect(busy.sent[0]! - 5_000.5).toBeLessThan(200);
+    expect(g.stats().queued).toBe(0); // then idle again
+    expect(drive(15_000, 20_000, (now) => g.nextWorkMs(now)).ticks).toHaveLength(5);
+    expect(drive(20_000, 25_000, () => g.nextWakeMs()).ticks.length).toBeGreaterThanOrEqual(25);
+  });
+});

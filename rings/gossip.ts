@@ -203,6 +203,21 @@ export class Gossip {
     return Math.min(this.nextGossipAtMs, this.nextAntiEntropyAtMs);
   }
 
+  /**
+   * When a `tick` next has work at `nowMs`: as `nextWakeMs`, except that a gossip round with nothing
+   * queued is none (an idle node would wake every gossipIntervalMs for nothing). Once something is
+   * queued, the round comes at the next point of the round's own grid, so queued items still go out
+   * together, not one round each. A tick delivered at `nextWakeMs` instead is as correct.
+   */
+  nextWorkMs(nowMs: number): number {
+    if (this.nextGossipAtMs === undefined || this.nextAntiEntropyAtMs === undefined) return 0;
+    if (this.queue.size() === 0) return this.nextAntiEntropyAtMs;
+    let round = this.nextGossipAtMs;
+    const periodMs = this.config.gossipIntervalMs;
+    if (round < nowMs) round += Math.ceil((nowMs - round) / periodMs) * periodMs;
+    return Math.min(round, this.nextAntiEntropyAtMs);
+  }
+
   /** Queued items to ride on a SWIM message (`maxBytes` counts items only); each counts a transmit. */
   piggyback(maxBytes: number, maxItems: number, _nowMs: number): BroadcastItem[] {
     const items = this.queue.take(maxBytes, maxItems).map(({ envelope, hops }) => ({ envelope, hops }));
@@ -304,8 +319,8 @@ export class Gossip {
     }
     const actions: GossipAction[] = [];
     if (nowMs >= this.nextGossipAtMs) {
-      this.nextGossipAtMs = nextDue(this.nextGossipAtMs, this.config.gossipIntervalMs, nowMs);
-      actions.push(...this.gossipRound());
+      this.nextGossipAtMs = nextOnGrid(this.nextGossipAtMs, this.config.gossipIntervalMs, nowMs);
+      if (this.queue.size() > 0) actions.push(...this.gossipRound());
     }
     if (nowMs >= this.nextAntiEntropyAtMs) {
       this.nextAntiEntropyAtMs = nextDue(this.nextAntiEntropyAtMs, this.config.antiEntropyIntervalMs, nowMs);
@@ -445,6 +460,11 @@ export class Gossip {
     }
     return [...picked];
   }
+}
+
+/** The first point of `dueMs`'s grid of `periodMs` after `nowMs` (missed points are skipped). */
+function nextOnGrid(dueMs: number, periodMs: number, nowMs: number): number {
+  return dueMs + (Math.floor((nowMs - dueMs) / periodMs) + 1) * periodMs;
 }
 
 /** The next due time after `dueMs`, skipping missed periods instead of bursting to catch up. */
