@@ -43,19 +43,20 @@ function deafTo(victim: () => string | undefined) {
   return { wrap, dropped };
 }
 
+/** A mesh of N syncing every second, whose node `victimIndex` hears no gossiped Suspect or Dead. */
+async function meshWithDeafNode(seed: number, victimIndex: number) {
+  let victimAddr: string | undefined;
+  const deaf = deafTo(() => victimAddr);
+  const m = await createMesh({ nodes: N, seed, sync: { syncIntervalMs: 1_000 }, wrapTransport: deaf.wrap });
+  mesh = m;
+  const victim = m.nodes[victimIndex]!;
+  victimAddr = victim.addr;
+  return { m, victim, dropped: deaf.dropped };
+}
+
 describe("membership sync on a mesh", () => {
   it("a node that missed a death by gossip learns it from a sync, well before its own probes", async () => {
-    let victimAddr: string | undefined;
-    const deaf = deafTo(() => victimAddr);
-    mesh = await createMesh({
-      nodes: N,
-      seed: 31,
-      sync: { syncIntervalMs: 1_000 },
-      wrapTransport: deaf.wrap,
-    });
-    const m = mesh;
-    const victim = m.nodes[5]!;
-    victimAddr = victim.addr;
+    const { m, victim, dropped } = await meshWithDeafNode(31, 5);
     const gone = m.nodes[17]!;
     m.run(3_000);
     await m.kill(gone.index);
@@ -64,7 +65,7 @@ describe("membership sync on a mesh", () => {
     m.runUntil(othersKnow, 120_000, 100);
     expect(othersKnow()).toBe(true);
     // Gossip told the victim nothing: it still holds the dead member alive (nor has it probed it).
-    expect(deaf.dropped.count).toBeGreaterThan(0);
+    expect(dropped.count).toBeGreaterThan(0);
     expect(victim.node.membership.member(gone.id)?.state).toBe("alive");
     expect(victim.node.counters.get("sync:hearsay-confirmed")).toBe(0);
 
@@ -80,17 +81,7 @@ describe("membership sync on a mesh", () => {
   });
 
   it("a node that missed a leave by gossip learns it from a sync, as a leave", async () => {
-    let victimAddr: string | undefined;
-    const deaf = deafTo(() => victimAddr);
-    mesh = await createMesh({
-      nodes: N,
-      seed: 32,
-      sync: { syncIntervalMs: 1_000 },
-      wrapTransport: deaf.wrap,
-    });
-    const m = mesh;
-    const victim = m.nodes[2]!;
-    victimAddr = victim.addr;
+    const { m, victim } = await meshWithDeafNode(32, 2);
     const leaver = m.nodes[9]!;
     m.run(3_000);
     leaver.node.leave();
