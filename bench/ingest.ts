@@ -30,11 +30,22 @@ import {
   issueCertificate,
   keyHex,
   MAX_FRAME_ITEMS,
+  MESSAGE_ID_BYTES,
   MessageType,
+  messageIdKey,
   sealEnvelope,
   signedMessage,
 } from "../protocol/index.ts";
-import { Counters, defaultGossipConfig, ingest, ingestFrame, SeenSet, TrustStore } from "../rings/index.ts";
+import {
+  Counters,
+  defaultGossipConfig,
+  ingest,
+  ingestFrame,
+  randomInt,
+  SeenSet,
+  seededRng,
+  TrustStore,
+} from "../rings/index.ts";
 
 /** Options of measureIngest. */
 export interface IngestBenchOptions {
@@ -129,16 +140,13 @@ export function measureIngest(opts: IngestBenchOptions = {}): IngestRates {
   const counters = new Counters();
   const { seenLimit, seenTtlMs } = defaultGossipConfig();
   /** A seen-set holding `seenLimit - count` ids of earlier traffic, so the workload fills it up. */
-  let fillSeed = 1;
+  const fillRng = seededRng(1);
   const busySeenSet = (): SeenSet => {
     const set = new SeenSet(seenLimit, seenTtlMs);
-    const filler = new Uint8Array(16);
+    const filler = new Uint8Array(MESSAGE_ID_BYTES);
     for (let i = 0; i < Math.max(0, seenLimit - count); i++) {
-      for (let b = 0; b < 16; b++) {
-        fillSeed = (Math.imul(fillSeed, 1103515245) + 12345) >>> 0;
-        filler[b] = fillSeed >>> 24;
-      }
-      set.add(String.fromCharCode(...filler), START_MS);
+      for (let b = 0; b < filler.length; b++) filler[b] = randomInt(fillRng, 256);
+      set.add(messageIdKey(filler), START_MS);
     }
     return set;
   };
