@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readKeyFile } from "../agent/store/key-file.ts";
 import { fingerprint, keyHex } from "../protocol/index.ts";
 import { type Ran, RingdProcesses } from "../scripts/ringd-process.ts";
+import { eventually } from "../test/support/eventually.ts";
 
 const procs = new RingdProcesses();
 // Below the ephemeral ports (32768+), in a stretch no other integration file uses (mesh.integ.ts).
@@ -144,6 +145,18 @@ describe("settings given to init and join come back with a plain ringd start", (
     ]);
     expectOk(joined);
     await startPlain("n1");
+    // n1 answering on its own socket is not the seed knowing it: wait until the seed sees it alive
+    // with its tier, or the selector below matches nobody (a CI run caught exactly that).
+    await eventually(async () => {
+      const r = await ctl(["nodes", "--json"]);
+      const nodes = JSON.parse(r.stdout).nodes as {
+        state: string;
+        certificate: { tiers: string[] } | null;
+      }[];
+      expect(nodes.filter((n) => n.state === "alive" && n.certificate?.tiers.includes("web"))).toHaveLength(
+        1,
+      );
+    }, wait);
     const port = await childPort("w1", ["--tier", "web"]);
     expect(port).toBeGreaterThanOrEqual(N1_CHILD_PORTS[0]);
     expect(port).toBeLessThanOrEqual(N1_CHILD_PORTS[1]);
