@@ -28,6 +28,8 @@ export class MemberTable {
   private readonly deadlines = new DeadlineHeap<NodeId>();
   private readonly isCurrent = (id: NodeId, atMs: number) => this.suspicions.get(id)?.deadlineMs() === atMs;
   private announced = false;
+  /** How many records are `dead` (not `left`): the reconnect timer sleeps while there are none. */
+  private deadRecords = 0;
 
   constructor(
     self: { id: NodeId; addr: string },
@@ -50,6 +52,11 @@ export class MemberTable {
   /** Known members, this node and tombstones included: memberlist's size estimate. */
   size(): number {
     return this.records.size;
+  }
+
+  /** How many members this node holds dead (not left). */
+  deadCount(): number {
+    return this.deadRecords;
   }
 
   /** The earliest suspicion deadline, or Infinity. */
@@ -75,8 +82,14 @@ export class MemberTable {
   /** Forgets dead and left members that died at least `reclaimMs` before `nowMs`. */
   reclaim(reclaimMs: number, nowMs: number): void {
     for (const m of this.records.values())
-      if (m !== this.me && (m.state === "dead" || m.state === "left") && nowMs - m.stateChangeMs >= reclaimMs)
+      if (
+        m !== this.me &&
+        (m.state === "dead" || m.state === "left") &&
+        nowMs - m.stateChangeMs >= reclaimMs
+      ) {
         this.records.delete(m.id);
+        if (m.state === "dead") this.deadRecords--;
+      }
   }
 
   /**
@@ -209,6 +222,8 @@ export class MemberTable {
 
   private transition(m: MemberRecord, state: MemberState, nowMs: number, out: MembershipAction[]): void {
     if (m.state === state) return;
+    if (m.state === "dead") this.deadRecords--;
+    if (state === "dead") this.deadRecords++;
     m.state = state;
     m.stateChangeMs = nowMs;
     out.push({ type: "changed", id: m.id, state, incarnation: m.incarnation });

@@ -332,6 +332,48 @@ describe("Membership reconnect", () => {
   });
 });
 
+describe("Membership reconnect timer", () => {
+  // Probing every 10 s and a 1 s reconnect timer: wakes no probe explains are the reconnect timer's.
+  const config = { ...lanConfig(), probeIntervalMs: 10_000, reconnectIntervalMs: 1000 };
+  const seeded = () => {
+    const m = new Membership({ id: A, addr: addr(A) }, config, seededRng(3));
+    m.handle({ type: "seed", members: [B, C].map((id) => ({ id, addr: addr(id), incarnation: 0 })) }, 0);
+    return m;
+  };
+  /** Ticks at every wake up to `untilMs`, acking pings; the wake times and the reconnect pings'. */
+  const run = (m: Membership, untilMs: number) => {
+    const wakes: number[] = [];
+    const reconnects: number[] = [];
+    for (let t = m.nextWakeMs(); t <= untilMs; t = m.nextWakeMs()) {
+      wakes.push(t);
+      for (const a of m.handle({ type: "tick" }, t)) {
+        if (a.type !== "send") continue;
+        if (a.reconnect) reconnects.push(t);
+        else if (a.message.kind === "ping") m.handle({ type: "ack", from: a.to, seq: a.message.seq }, t);
+      }
+    }
+    return { wakes, reconnects };
+  };
+
+  it("does not wake while nobody is dead, and fires on its own grid once somebody dies", () => {
+    // The grid the timer drew at seeding, seen on a twin that has a dead member from the start.
+    const twin = seeded();
+    twin.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 0);
+    const phase = (run(twin, 5_000).reconnects[0] ?? -1) % 1000;
+    expect(phase).toBeGreaterThanOrEqual(0);
+
+    const m = seeded();
+    // A probe round each 10 s and the start: 4 or 5 wakes, not the 30 more the timer used to add.
+    expect(run(m, 30_000).wakes.length).toBeLessThanOrEqual(5);
+    m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 30_500);
+    const { reconnects } = run(m, 35_000);
+    // A ping a second from the death on, at the instants the timer would have fired had it not slept.
+    expect(reconnects.length).toBeGreaterThanOrEqual(4);
+    expect(reconnects[0]! - 30_500).toBeLessThanOrEqual(1000);
+    expect(reconnects.map((t) => t % 1000)).toEqual(reconnects.map(() => phase));
+  });
+});
+
 describe("Membership leave", () => {
   it("announces its own death, stops, and peers record it as left", () => {
     const m = node([B, C]);

@@ -144,7 +144,10 @@ export class Membership {
     let wake = this.probe ? this.probe.deadlineMs : this.nextProbeAtMs;
     if (this.probe && !this.probe.helpers) wake = Math.min(wake, this.probe.timeoutAtMs);
     for (const relay of this.relays.values()) wake = Math.min(wake, relay.nackAtMs);
-    if (this.nextReconnectAtMs !== undefined) wake = Math.min(wake, this.nextReconnectAtMs);
+    // With nobody dead the reconnect timer has nothing to do: no wake-up for it (advance keeps its
+    // grid, so it fires at the same instants once somebody dies).
+    if (this.nextReconnectAtMs !== undefined && this.table.deadCount() > 0)
+      wake = Math.min(wake, this.nextReconnectAtMs);
     return Math.min(wake, this.table.nextDeadlineMs(), this.hearsay.nextDeadlineMs());
   }
 
@@ -207,7 +210,10 @@ export class Membership {
       this.startProbe(nowMs, out);
     const interval = this.config.reconnectIntervalMs;
     if (interval !== undefined && this.nextReconnectAtMs !== undefined && nowMs >= this.nextReconnectAtMs) {
-      this.nextReconnectAtMs = nowMs + interval;
+      // On the timer's own grid: a tick that comes late (it slept while nobody was dead) does not
+      // shift the instants it fires at later.
+      const missed = Math.floor((nowMs - this.nextReconnectAtMs) / interval);
+      this.nextReconnectAtMs += (missed + 1) * interval;
       this.reconnect(out);
     }
   }
