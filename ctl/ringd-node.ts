@@ -162,7 +162,7 @@ async function joinMesh(
 ): Promise<Joined | undefined> {
   const [
     { openStore },
-    { joinWithToken },
+    { joinWithToken, JOIN_ATTEMPTS_PER_ENDPOINT, JOIN_ATTEMPT_TIMEOUT_MS },
     { MeshState },
     { parseNatsJoinPeers },
     { openRingSecret },
@@ -197,7 +197,13 @@ async function joinMesh(
       listen: `tcp://${host === "0.0.0.0" ? "*" : host}:0`,
       ...(host === "0.0.0.0" ? { advertiseHost: "127.0.0.1" } : {}),
       nowMs: () => Date.now(),
-      onAttempt: (endpoint, attempt) => ctx.info(`joining via ${endpoint} (attempt ${attempt}) ...`),
+      onAttempt: (endpoint, attempt) =>
+        ctx.info(
+          attempt === 1
+            ? `joining via ${endpoint} ...`
+            : `no answer yet from ${endpoint}; asking again (attempt ${attempt} of ${JOIN_ATTEMPTS_PER_ENDPOINT}, ` +
+                `waiting up to ${(attempt * JOIN_ATTEMPT_TIMEOUT_MS) / 1000} s) ...`,
+        ),
     });
     const { response } = joined;
     const cert = decodeCertificate(decodeEnvelope(response.certificate));

@@ -29,6 +29,7 @@ import {
   encodeFrame,
   encodePayload,
   type Identity,
+  type JoinRequest,
   type JoinResponse,
   MessageType,
   openEnvelope,
@@ -41,10 +42,14 @@ import type { Transport } from "../transport/transport.ts";
 import { zeromq } from "../transport/zeromq.ts";
 import { parseZeromqAddress } from "../transport/zeromq-address.ts";
 
-/** How long a joiner waits for an answer from one endpoint before trying again or the next. */
+/**
+ * How long a joiner's first attempt waits for an answer from one endpoint; each further attempt
+ * waits one more of these (5, 10, 15 s: 30 s an endpoint), and an answer to any attempt counts. A
+ * starved issuer (a NATS seed admitting a hundred joiners at load ~90) took over 10 s to answer.
+ */
 export const JOIN_ATTEMPT_TIMEOUT_MS = 5_000;
-/** Attempts per endpoint. */
-export const JOIN_ATTEMPTS_PER_ENDPOINT = 2;
+/** Attempts per endpoint. The issuer answers a repeat of a request it is still working on once. */
+export const JOIN_ATTEMPTS_PER_ENDPOINT = 3;
 
 /** The join was refused by the issuer; `message` is the issuer's reason. */
 export class JoinRefusedError extends Error {
@@ -76,26 +81,40 @@ export interface JoinAuthority {
   now(): number;
 }
 
-/** Answer JoinRequests arriving on `transport` (a join endpoint that admits any CURVE client). */
+/**
+ * Answer JoinRequests arriving on `transport` (a join endpoint that admits any CURVE client).
+ *
+ * A joiner that hears nothing sends the same request again. While the first is still being worked
+ * on (a slow disk, a NATS reload), a byte-identical request is not worked on twice: it waits for the
+ * first one's answer and gets it too (`join:coalesced`). Only the same signed envelope coalesces,
+ * so this answers nobody that the normal path would not answer (it treats the repeat as a retry).
+ */
 export function serveJoins(transport: Transport, authority: JoinAuthority): void {
+  /** Requests being answered, by the SHA-256 of their envelope (hex): who else asked meanwhile. */
+  const inFlight = new Map<string, Set<string>>();
   transport.onFrame((from, frame) => {
-    void answer(transport, authority, from, frame).catch(() => authority.counters.inc("join:internal-error"));
+    void answer(transport, authority, inFlight, from, frame).catch(() =>
+      authority.counters.inc("join:internal-error"),
+    );
   });
 }
 
 async function answer(
   transport: Transport,
   authority: JoinAuthority,
+  inFlight: Map<string, Set<string>>,
   from: string,
   frame: Uint8Array,
 ): Promise<void> {
   const { counters } = authority;
   let request: Envelope;
+  let key: string;
   try {
     const items = decodeFrame(frame);
     if (items.length !== 1)
       throw new BadJoinResponseError(`a join frame carries one item, not ${items.length}`);
     request = openEnvelope(items[0]!.envelope);
+    key = Buffer.from(sha256(items[0]!.envelope)).toString("hex");
     if (request.type !== MessageType.JoinRequest) throw new BadJoinResponseError("not a join request");
   } catch {
     counters.inc("join:rejected-malformed");
@@ -106,6 +125,30 @@ async function answer(
     counters.inc("join:rejected-malformed");
     return;
   }
+  const waiting = inFlight.get(key);
+  if (waiting !== undefined) {
+    waiting.add(from);
+    counters.inc("join:coalesced");
+    return;
+  }
+  const askers = new Set([from]);
+  inFlight.set(key, askers);
+  try {
+    const reply = encodeFrame([{ hops: 0, envelope: await replyTo(authority, request, payload, from) }]);
+    for (const to of askers) transport.send(to, reply);
+  } finally {
+    inFlight.delete(key);
+  }
+}
+
+/** The JoinResponse for a well-formed request, or a Result saying why it was refused. */
+async function replyTo(
+  authority: JoinAuthority,
+  request: Envelope,
+  payload: JoinRequest,
+  from: string,
+): Promise<Uint8Array> {
+  const { counters } = authority;
   const now = authority.now();
   let reply: Uint8Array;
   try {
@@ -135,7 +178,7 @@ async function answer(
       }),
     );
   }
-  transport.send(from, encodeFrame([{ hops: 0, envelope: reply }]));
+  return reply;
 }
 
 function decodeSafely(env: Envelope) {
@@ -203,7 +246,7 @@ export async function joinWithToken(opts: JoinOptions): Promise<Joined> {
       for (let attempt = 1; attempt <= JOIN_ATTEMPTS_PER_ENDPOINT; attempt++) {
         opts.onAttempt?.(endpoint, attempt);
         transport.send(endpoint, frame);
-        const deadline = Date.now() + (opts.attemptTimeoutMs ?? JOIN_ATTEMPT_TIMEOUT_MS);
+        const deadline = Date.now() + attempt * (opts.attemptTimeoutMs ?? JOIN_ATTEMPT_TIMEOUT_MS);
         while (Date.now() < deadline) {
           const got = answers.shift();
           if (got !== undefined) {
