@@ -34,21 +34,12 @@ let dir: string;
 const dataDir = (node: string) => join(dir, node);
 const kidsDir = (node: string) => join(dir, `${node}-kids`);
 
-/** ringctl through the seed's control socket; --data-dir goes before any `--`. */
-function ctl(args: string[]): Promise<Ran> {
-  const dash = args.indexOf("--");
-  const head = dash === -1 ? args : args.slice(0, dash);
-  return procs.run("ringctl", [
-    ...head,
-    "--data-dir",
-    dataDir("seed"),
-    ...(dash === -1 ? [] : args.slice(dash)),
-  ]);
-}
+/** ringctl through the seed's control socket. */
+const ctl = (args: string[]): Promise<Ran> => procs.ctl(args, dataDir("seed"));
 
 /** `ringd start --data-dir DIR` and nothing else; resolves once it answers on its control socket. */
 async function startPlain(node: string): Promise<void> {
-  await procs.waitReady(procs.spawn("ringd", ["start", "--data-dir", dataDir(node)]), dataDir(node), wait);
+  await procs.start(dataDir(node), [], wait);
 }
 
 /** A proc child `name` on the nodes `selector` names; its port, as the node answered. */
