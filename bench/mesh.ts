@@ -33,7 +33,7 @@ import { parseArgs } from "node:util";
 import { type ControlClient, connectControl } from "../agent/daemon/index.ts";
 import { readKeyFile } from "../agent/store/key-file.ts";
 import { encodePayload, envelopeIdKey, keyHex, MessageType, sealEnvelope } from "../protocol/index.ts";
-import { RingdProcesses, type Runner } from "../scripts/ringd-process.ts";
+import { type Ran, RingdProcesses, type Runner } from "../scripts/ringd-process.ts";
 import {
   control,
   exited,
@@ -176,11 +176,13 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
   });
   const nodeOptions = procs.nodeOptions("ringd");
   say(`ringd: ${procs.runner} (${procs.reason}), node options: ${nodeOptions.join(" ") || "none"}`);
-  const runTool = async (bin: "ringd" | "ringctl", args: string[]): Promise<string> => {
-    const r = await procs.run(bin, args, { timeoutMs: WAIT_MS });
-    if (r.code !== 0) throw new Error(`${bin} ${args[0]} exited ${r.code}: ${r.stderr}`);
+  /** The stdout of a ringd or ringctl run that must succeed. */
+  const stdoutOf = async (what: string, ran: Promise<Ran>): Promise<string> => {
+    const r = await ran;
+    if (r.code !== 0) throw new Error(`${what} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
   };
+  const bounded = { timeoutMs: WAIT_MS };
   const dir = await mkdtemp(join(tmpdir(), "enjin-bench-mesh-"));
   const taken = new Set<number>();
   const dataDir = (i: number) => join(dir, i === 0 ? "seed" : `n${i}`);
@@ -197,43 +199,37 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     );
 
     // The seed.
-    await runTool("ringd", [
+    const listen = `127.0.0.1:${await freeNodePort(taken)}`;
+    const init = [
       "init",
       "--data-dir",
       dataDir(0),
       "--listen",
-      `127.0.0.1:${await freeNodePort(taken)}`,
+      listen,
       "--name",
       "seed",
       "--transport",
       transport,
-    ]);
+    ];
+    await stdoutOf("ringd init", procs.run("ringd", init, bounded));
     const ready: number[] = [];
     const startNode = async (i: number): Promise<number> => {
       const t0 = performance.now();
-      const child = ringd(["start", "--data-dir", dataDir(i)]);
-      daemons.set(i, child);
-      await procs.waitReady(child, dataDir(i), { timeoutMs: WAIT_MS, intervalMs: 5 });
+      daemons.set(i, await procs.start(dataDir(i), ["--log-level", "warn"], { ...bounded, intervalMs: 5 }));
       const ms = performance.now() - t0;
       ready.push(ms);
       return ms;
     };
     say(`seed start-to-ready: ${Math.round(await startNode(0))} ms`);
     const token = (
-      await runTool("ringctl", [
-        "token",
-        "create",
-        "--data-dir",
-        dataDir(0),
-        "--ring",
-        "1",
-        "--tier",
-        "web",
-        "--uses",
-        String(count),
-        "--ttl",
-        "1h",
-      ])
+      await stdoutOf(
+        "ringctl token",
+        procs.ctl(
+          ["token", "create", "--ring", "1", "--tier", "web", "--uses", String(count), "--ttl", "1h"],
+          dataDir(0),
+          bounded,
+        ),
+      )
     ).trim();
 
     const aliveAtSeed = async (): Promise<Set<string>> => {
