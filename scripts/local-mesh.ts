@@ -87,22 +87,12 @@ try {
   if (init.code !== 0) throw new Error(`ringd init failed: ${init.stderr}`);
   const made = JSON.parse(init.stdout) as { meshId: string };
   say(`1. ringd init: mesh ${made.meshId}, seed in ${seed}`);
-  await procs.waitReady(daemon(["start", "--data-dir", seed]), seed, { timeoutMs: 60_000 });
+  await procs.start(seed, ["--log-level", "warn"], { stderr: "inherit", timeoutMs: 60_000 });
   say("2. ringd start: the seed is up");
-  const token = await run("ringctl", [
-    "token",
-    "create",
-    "--data-dir",
+  const token = await procs.ctl(
+    ["token", "create", "--ring", "1", "--tier", "web", "--uses", String(count), "--ttl", "10m"],
     seed,
-    "--ring",
-    "1",
-    "--tier",
-    "web",
-    "--uses",
-    String(count),
-    "--ttl",
-    "10m",
-  ]);
+  );
   if (token.code !== 0) throw new Error(`ringctl token create failed: ${token.stderr}`);
   say(`3. ringctl token create --ring 1 --tier web --uses ${count}: ${token.stdout.trim().slice(0, 40)}…`);
   for (let i = 1; i <= count; i++) {
@@ -121,25 +111,15 @@ try {
     ]);
   }
   const nodes = await until("every node to join", async () => {
-    const r = await run("ringctl", ["nodes", "--data-dir", seed, "--json"]);
+    const r = await procs.ctl(["nodes", "--json"], seed);
     if (r.code !== 0) return undefined;
     const listed = JSON.parse(r.stdout).nodes as { state: string }[];
     return listed.filter((n) => n.state === "alive").length === count + 1 ? listed : undefined;
   });
   summary.nodes = nodes.length;
   say(`4. ringd join TOKEN --start × ${count}: ringctl nodes on the seed shows`);
-  say((await run("ringctl", ["nodes", "--data-dir", seed])).stdout.trimEnd().replace(/^/gm, "     "));
-  const exec = await run("ringctl", [
-    "exec",
-    "--data-dir",
-    seed,
-    "--json",
-    "--timeout",
-    "20s",
-    "--",
-    "uname",
-    "-sr",
-  ]);
+  say((await procs.ctl(["nodes"], seed)).stdout.trimEnd().replace(/^/gm, "     "));
+  const exec = await procs.ctl(["exec", "--json", "--timeout", "20s", "--", "uname", "-sr"], seed);
   const out = JSON.parse(exec.stdout || "{}") as {
     results?: { fingerprint: string; exitCode: number; stdout: string; verified: boolean }[];
     missing?: unknown[];

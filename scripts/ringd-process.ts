@@ -102,9 +102,12 @@ export interface ReadyOptions {
   readonly intervalMs?: number;
 }
 
-/** Options of `start`: where it runs, how long it may take to answer, and who reads its stderr. */
-export interface StartOptions extends Prefixed, ReadyOptions {
-  /** Called with each piece of the daemon's stderr, from its first byte (e.g. to keep its log). */
+/** Options of `start`: where it runs, where its output goes, how long it may take to answer. */
+export interface StartOptions extends SpawnStdio, ReadyOptions {
+  /**
+   * Called with each piece of the daemon's stderr, from its first byte (e.g. to keep its log); not
+   * with `stderr: "inherit"`.
+   */
   readonly onStderr?: (chunk: string) => void;
 }
 
@@ -179,8 +182,9 @@ export class RingdProcesses {
   }
 
   /**
-   * `ringd start --data-dir DATADIR ARGS` in the background, behind `options.prefix` if given;
-   * resolves with the process once it answers `status` (see waitReady).
+   * `ringd start --data-dir DATADIR ARGS` in the background, behind `options.prefix` if given, its
+   * output where `options` says (see spawn); resolves with the process once it answers `status`
+   * (see waitReady).
    */
   async start(
     dataDir: string,
