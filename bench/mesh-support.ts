@@ -7,9 +7,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
-import { connectControl } from "../agent/daemon/index.ts";
 import { RINGD_PORT_BLOCK } from "../agent/node/ringd-ports.ts";
 import type { RingdProcesses } from "../scripts/ringd-process.ts";
 
@@ -147,16 +145,6 @@ export async function timeExit(procs: RingdProcesses, args: string[], count: num
     out.push(performance.now() - t0);
   }
   return out;
-}
-
-/** One control call on a fresh connection. */
-export async function control(dataDir: string, method: string, params: unknown = {}): Promise<unknown> {
-  const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 2_000 });
-  try {
-    return await client.call(method, params);
-  } finally {
-    client.close();
-  }
 }
 
 /** Wall time of `fanout` concurrent execFile("true") until every one exits, `count` times. */

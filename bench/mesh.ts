@@ -33,9 +33,8 @@ import { parseArgs } from "node:util";
 import { type ControlClient, connectControl } from "../agent/daemon/index.ts";
 import { readKeyFile } from "../agent/store/key-file.ts";
 import { encodePayload, envelopeIdKey, keyHex, MessageType, sealEnvelope } from "../protocol/index.ts";
-import { type Ran, RingdProcesses, type Runner } from "../scripts/ringd-process.ts";
+import { controlCall, type Ran, RingdProcesses, type Runner } from "../scripts/ringd-process.ts";
 import {
-  control,
   exited,
   Fatal,
   freeNodePort,
@@ -233,7 +232,7 @@ export async function measureMesh(opts: MeshBenchOptions = {}): Promise<MeshResu
     ).trim();
 
     const aliveAtSeed = async (): Promise<Set<string>> => {
-      const r = (await control(dataDir(0), "nodes")) as { nodes: { id: string; state: string }[] };
+      const r = (await controlCall(dataDir(0), "nodes")) as { nodes: { id: string; state: string }[] };
       return new Set(r.nodes.filter((n) => n.state === "alive").map((n) => n.id));
     };
     const nodeKey = async (i: number) => keyHex((await readKeyFile(join(dataDir(i), "node.key")))!.publicKey);

@@ -21,10 +21,9 @@ import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { connectControl } from "../agent/daemon/index.ts";
 import { processesOfUid } from "../agent/supervise/linux-process.ts";
 import { deriveUserName, findAccount } from "../agent/supervise/unix-user-account.ts";
-import { RingdProcesses } from "../scripts/ringd-process.ts";
+import { controlCall, RingdProcesses } from "../scripts/ringd-process.ts";
 
 const { values } = parseArgs({
   options: { runs: { type: "string", default: "5" }, runner: { type: "string", default: "auto" } },
@@ -48,18 +47,9 @@ const plainDir = join(base, "plain");
 const names: string[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function control(
-  dataDir: string,
-  method: string,
-  params: unknown = {},
-): Promise<Record<string, unknown>> {
-  const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 1_000 });
-  try {
-    return (await client.call(method, params)) as Record<string, unknown>;
-  } finally {
-    client.close();
-  }
-}
+/** A control call to the ringd whose state is in `dataDir`. */
+const control = async (dataDir: string, method: string, params: unknown = {}) =>
+  (await controlCall(dataDir, method, params, { connectTimeoutMs: 1_000 })) as Record<string, unknown>;
 
 /** Poll `fn` every `everyMs` until it returns true; throws after 60 s. */
 async function until(fn: () => Promise<boolean>, everyMs = 5): Promise<void> {

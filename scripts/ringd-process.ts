@@ -303,16 +303,35 @@ export function childEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ENJIN_")));
 }
 
-async function answersStatus(dataDir: string): Promise<boolean> {
+/** Options of controlCall. */
+export interface ControlCallOptions {
+  /** Give up connecting after this long (default 2,000 ms). */
+  readonly connectTimeoutMs?: number;
+}
+
+/**
+ * One call on the control socket of the ringd whose data dir is `dataDir`, on a connection of its
+ * own, closed after: what ringctl does for one command, without a process.
+ */
+export async function controlCall(
+  dataDir: string,
+  method: string,
+  params: unknown = {},
+  options: ControlCallOptions = {},
+): Promise<unknown> {
+  const client = await connectControl(join(dataDir, "ringd.sock"), {
+    connectTimeoutMs: options.connectTimeoutMs ?? 2_000,
+  });
   try {
-    const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 2_000 });
-    try {
-      await client.call("status", {});
-      return true;
-    } finally {
-      client.close();
-    }
-  } catch {
-    return false;
+    return await client.call(method, params);
+  } finally {
+    client.close();
   }
+}
+
+function answersStatus(dataDir: string): Promise<boolean> {
+  return controlCall(dataDir, "status").then(
+    () => true,
+    () => false,
+  );
 }

@@ -23,7 +23,6 @@ import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectControl } from "../../agent/daemon/index.ts";
 import {
   CHILD_NETWORK_PORT_OFFSET,
   JOIN_PORT_OFFSET,
@@ -33,7 +32,7 @@ import { RINGD_CHILD_STATE_DIR, RINGD_CHILD_TOKEN_FILE } from "../../agent/node/
 import { detectCgroups } from "../../agent/supervise/cgroup-layout.ts";
 import { processesOfUid, readProcessUid } from "../../agent/supervise/linux-process.ts";
 import { deriveUserName, findAccount } from "../../agent/supervise/unix-user-account.ts";
-import { type Ran, RingdProcesses } from "../../scripts/ringd-process.ts";
+import { controlCall, type Ran, RingdProcesses } from "../../scripts/ringd-process.ts";
 import { eventually } from "../support/eventually.ts";
 
 const procs = new RingdProcesses();
@@ -81,18 +80,8 @@ async function ctlJson(args: string[]): Promise<Record<string, unknown>> {
 }
 
 /** A control call to the ringd whose state is in `dataDir`. */
-async function control(
-  dataDir: string,
-  method: string,
-  params: unknown = {},
-): Promise<Record<string, unknown>> {
-  const client = await connectControl(join(dataDir, "ringd.sock"), { connectTimeoutMs: 2_000 });
-  try {
-    return (await client.call(method, params)) as Record<string, unknown>;
-  } finally {
-    client.close();
-  }
-}
+const control = async (dataDir: string, method: string, params: unknown = {}) =>
+  (await controlCall(dataDir, method, params)) as Record<string, unknown>;
 
 /** The children of node `key` as it reports them (a signed child.list through the seed). */
 async function childrenOf(key: string): Promise<Child[]> {
