@@ -52,17 +52,8 @@ function start(name: string, extra: string[] = []): ChildProcess {
 }
 const startN1 = () => start("n1", ["--child-ports", `${CHILD_PORTS[0]}-${CHILD_PORTS[2]}`]);
 
-/** ringctl at the seed; --data-dir goes before any `--`. */
-function ctl(args: string[], node = "seed"): Promise<Ran> {
-  const dash = args.indexOf("--");
-  const head = dash === -1 ? args : args.slice(0, dash);
-  return procs.run("ringctl", [
-    ...head,
-    "--data-dir",
-    join(dir, node),
-    ...(dash === -1 ? [] : args.slice(dash)),
-  ]);
-}
+/** ringctl at the seed (or at `node`). */
+const ctl = (args: string[], node = "seed"): Promise<Ran> => procs.ctl(args, join(dir, node));
 
 type Child = {
   name: string;

@@ -67,13 +67,8 @@ async function kill9(name: string): Promise<void> {
   if (child !== undefined) await procs.kill9(child);
 }
 
-/** ringctl against `node`'s ringd; --data-dir goes before any `--`, so it is never taken as an argument. */
-function ctl(args: string[], node = "seed"): Promise<Ran> {
-  const dash = args.indexOf("--");
-  const head = dash === -1 ? args : args.slice(0, dash);
-  const tail = dash === -1 ? [] : args.slice(dash);
-  return run("ringctl", [...head, "--data-dir", join(dir, node), ...tail]);
-}
+/** ringctl against `node`'s ringd. */
+const ctl = (args: string[], node = "seed"): Promise<Ran> => procs.ctl(args, join(dir, node));
 const ranCount = async (node: string) =>
   JSON.parse((await ctl(["status", "--json"], node)).stdout).counters["commands-run"] ?? 0;
 

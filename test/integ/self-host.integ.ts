@@ -67,11 +67,8 @@ type Child = {
 };
 type NodeRow = { id: string; state: string; certificate: { ring: number; issuer: string } | null };
 
-async function ctl(args: string[]): Promise<Ran> {
-  const dash = args.indexOf("--");
-  const [head, tail] = dash === -1 ? [args, []] : [args.slice(0, dash), args.slice(dash)];
-  return procs.run("ringctl", [...head, "--data-dir", seedDir, ...tail]);
-}
+/** ringctl at the seed. */
+const ctl = (args: string[]): Promise<Ran> => procs.ctl(args, seedDir);
 
 async function ctlJson(args: string[]): Promise<Record<string, unknown>> {
   const r = await ctl([...args, "--json"]);
