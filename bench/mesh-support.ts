@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { connect, type NatsConnection } from "nats";
 import { RINGD_PORT_BLOCK } from "../agent/node/ringd-ports.ts";
 import type { RingdProcesses } from "../scripts/ringd-process.ts";
+import { freePort } from "../test/support/free-port.ts";
 
 /** p50 / p99 / max of a sample, in ms (one decimal). */
 export interface Percentiles {
@@ -42,18 +43,6 @@ export function percentiles(xs: readonly number[]): Percentiles {
   const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
   const r1 = (x: number) => Math.round(x * 10) / 10;
   return { n: s.length, p50: r1(at(0.5)), p99: r1(at(0.99)), max: r1(s[s.length - 1]!) };
-}
-
-/** A port nothing listens on now (the OS's choice). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** A failure that ends a wait at once (other errors of a probe mean "not yet"). */

@@ -13,7 +13,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { watch } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +24,7 @@ import { probeRoot } from "../agent/supervise/jail-host.ts";
 import { ETC_PATHS, jailView, SYSTEM_ROOT_PATHS } from "../agent/supervise/jail-view.ts";
 import { removeUser } from "../agent/supervise/unix-user-account.ts";
 import { resolveHostTools } from "../agent/supervise/unix-user-host.ts";
+import { freePort } from "../test/support/free-port.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "20" } } });
 const runs = Number(values.runs);
@@ -37,17 +38,6 @@ const PREFIX = "enjj-";
 const READY_TIMEOUT_MS = 30_000;
 /** An unprivileged uid for the operator-uid variant and the bare bwrap baseline (nobody). */
 const OPERATOR_ID = 65534;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Resolves once `logPath` holds the line "ready" (inotify, then a read to be sure). */
 function lineIn(logPath: string): Promise<void> {

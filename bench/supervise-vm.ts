@@ -17,7 +17,6 @@
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -26,6 +25,7 @@ import { type VmDriver, vm } from "../agent/supervise/vm.ts";
 import { findExecutable } from "../agent/supervise/vm-host.ts";
 import { probeKvm } from "../agent/supervise/vm-kvm-probe.ts";
 import { vmStateOf } from "../agent/supervise/vm-state.ts";
+import { freePort } from "../test/support/free-port.ts";
 import { buildTestGuest, TEST_GUEST_PAGE, type TestGuest } from "../test/support/guest/build-guest.ts";
 
 const { values } = parseArgs({
@@ -43,14 +43,6 @@ const MIB = 1024 * 1024;
 
 const now = () => performance.now();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** One GET /; true on 200 with the guest's page. */
 function getPage(port: number, timeoutMs: number): Promise<boolean> {

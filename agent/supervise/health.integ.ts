@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { eventually } from "../../test/support/eventually.ts";
+import { freePort } from "../../test/support/free-port.ts";
 import { systemClock } from "../clock.ts";
 import { type HealthStatus, healthCheck } from "./health.ts";
 import { HealthMonitor } from "./health-monitor.ts";
@@ -15,17 +16,6 @@ const HTTP_CHILD = join(import.meta.dirname, "fixtures", "http-child.mjs");
 let dir: string;
 let child: ChildProcess | undefined;
 let port: number;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function startHttpChild(): Promise<ChildProcess> {
   const c = spawn(process.execPath, [HTTP_CHILD], {

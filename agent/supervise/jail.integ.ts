@@ -6,10 +6,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../../test/support/eventually.ts";
+import { freePort } from "../../test/support/free-port.ts";
 import type { ChildHandle, ChildSpec, Driver } from "./driver.ts";
 import {
   HandleStateError,
@@ -54,17 +54,6 @@ r.limits = fs.readFileSync("/proc/self/limits", "utf8");
 fs.writeFileSync("result.json", JSON.stringify(r));
 http.createServer((q, s) => s.end("jail " + os.hostname())).listen(Number(process.env.PORT), "127.0.0.1");
 `;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A fresh child directory (0700 root, as the supervisor makes it) and its log's path outside it. */
 async function childDir(name: string): Promise<string> {

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seededRng } from "../../rings/index.ts";
+import { freePort } from "../../test/support/free-port.ts";
 import { buildTestGuest, TEST_GUEST_PAGE, type TestGuest } from "../../test/support/guest/build-guest.ts";
 import type { ChildHandle, ChildSpec, StartRequest } from "./driver.ts";
 import { ChildRunningError, ChildStartError, InvalidSpecError, MissingBinaryError } from "./errors.ts";
@@ -52,15 +53,6 @@ function spec(over: Partial<ChildSpec> = {}, driverOver: Record<string, unknown>
     },
     ...over,
   };
-}
-
-/** A port nobody listens on right now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function requestFor(name: string): Promise<StartRequest> {
