@@ -6,10 +6,8 @@
  * not allow is refused by the local ringd before it is relayed, and explained (command-refusal.ts).
  * The agent side is agent/node/child-commands.ts.
  */
-import { randomBytes } from "node:crypto";
 import {
   decodePayload,
-  encodePayload,
   envelopeIdKey,
   fingerprint,
   keyFromHex,
@@ -18,11 +16,10 @@ import {
   messageIdKey,
   openEnvelope,
   type Selector,
-  sealEnvelope,
 } from "../protocol/index.ts";
 import type { CommandContext } from "./cli.ts";
 import { explainingRefusal } from "./command-refusal.ts";
-import { COMMAND_VALIDITY_SLACK_MS, call, operatorKey } from "./ringctl-mesh.ts";
+import { call, operatorKey, sealCommand } from "./ringctl-mesh.ts";
 
 /** One node's verified answer. */
 export interface NodeAnswer {
@@ -52,19 +49,7 @@ export async function childMeshCall(
   progress = true,
 ): Promise<MeshCallOutcome> {
   const operator = await operatorKey(ctx);
-  const now = Date.now();
-  const envelope = sealEnvelope(
-    operator,
-    MessageType.Command,
-    encodePayload(MessageType.Command, {
-      selector,
-      action,
-      args: [...args],
-      nonce: new Uint8Array(randomBytes(16)),
-      issuedAtMs: now,
-      expiresMs: now + waitMs + COMMAND_VALIDITY_SLACK_MS,
-    }),
-  );
+  const envelope = sealCommand(operator, selector, action, args, waitMs);
   const id = envelopeIdKey(envelope)!;
   const r = await explainingRefusal(ctx, operator, action, () =>
     call(ctx, "command.submit", { envelope: Buffer.from(envelope).toString("base64"), waitMs }, (p) => {

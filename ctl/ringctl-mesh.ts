@@ -18,6 +18,7 @@ import {
   MessageType,
   messageIdKey,
   openEnvelope,
+  type Selector,
   sealEnvelope,
 } from "../protocol/index.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
@@ -40,8 +41,31 @@ export const KEY_OPTION: Record<string, OptionSpec> = {
 
 /** How long `exec` waits for answers unless told (--timeout). */
 export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
-/** How long an exec command stays valid after it is signed, beyond the wait. */
+/** How long a command (sealCommand) stays valid after it is signed, beyond the wait. */
 export const COMMAND_VALIDITY_SLACK_MS = 60_000;
+
+/** `action(args)` for the nodes `selector` names, signed by `operator`, as `exec` and `child` send it. */
+export function sealCommand(
+  operator: Identity,
+  selector: Selector,
+  action: string,
+  args: readonly string[],
+  waitMs: number,
+): Uint8Array {
+  const now = Date.now();
+  return sealEnvelope(
+    operator,
+    MessageType.Command,
+    encodePayload(MessageType.Command, {
+      selector,
+      action,
+      args: [...args],
+      nonce: new Uint8Array(randomBytes(16)),
+      issuedAtMs: now,
+      expiresMs: now + waitMs + COMMAND_VALIDITY_SLACK_MS,
+    }),
+  );
+}
 
 /** Parse "30s", "2m", "1h", "500ms" or a plain number of seconds into milliseconds. */
 export function parseDuration(text: string, what: string): number {
@@ -315,19 +339,7 @@ export const execCommand: CommandSpec = {
     const operator = await operatorKey(ctx);
     const selector = await selectorFrom(ctx, false);
     const waitMs = parseDuration((ctx.values.timeout as string | undefined) ?? "30s", "--timeout");
-    const now = Date.now();
-    const envelope = sealEnvelope(
-      operator,
-      MessageType.Command,
-      encodePayload(MessageType.Command, {
-        selector,
-        action: "exec",
-        args: [...ctx.positionals],
-        nonce: new Uint8Array(randomBytes(16)),
-        issuedAtMs: now,
-        expiresMs: now + waitMs + COMMAND_VALIDITY_SLACK_MS,
-      }),
-    );
+    const envelope = sealCommand(operator, selector, "exec", ctx.positionals, waitMs);
     const id = envelopeIdKey(envelope)!;
     const r = await explainingRefusal(ctx, operator, "exec", () =>
       call(ctx, "command.submit", { envelope: Buffer.from(envelope).toString("base64"), waitMs }, (p) => {
