@@ -368,7 +368,9 @@ export const execCommand: CommandSpec = {
       })
       .filter((x) => x.verified);
     const missing = r.missing as { id: string; state: string }[];
-    ctx.result({ id, results, missing }, () =>
+    // The command's message id, printable (as `ringctl child` prints it); `id` is the dedup key.
+    const idHex = Buffer.from(id, "latin1").toString("hex");
+    ctx.result({ id: idHex, results, missing }, () =>
       [
         ...results.flatMap((x) => [
           `== ${x.fingerprint.slice(8, 28)}  exit ${x.exitCode}${x.truncated ? "  (output truncated)" : ""}`,

@@ -286,9 +286,11 @@ for (const [index, name] of TRANSPORTS.entries()) {
       const r = await ctl(["exec", "--json", "--timeout", "20s", "--", "echo", "hello"]);
       expect(r.code, r.code === 0 ? "" : `${r.stdout}\n${r.stderr}\n${await countersOfAll()}`).toBe(0);
       const out = JSON.parse(r.stdout) as {
+        id: string;
         results: { node: string; exitCode: number; stdout: string; verified: boolean }[];
         missing: unknown[];
       };
+      expect(out.id).toMatch(/^[0-9a-f]{32}$/); // the command's message id, printable
       expect(out.missing).toEqual([]);
       expect(out.results).toHaveLength(NODES + 1);
       expect(new Set(out.results.map((x) => x.node)).size).toBe(NODES + 1);
