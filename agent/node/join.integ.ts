@@ -112,6 +112,25 @@ describe("joining a slow issuer", () => {
     expect(counters.get("join:admitted")).toBe(1);
   });
 
+  it("a second joiner with the same one-use token does not ride on the first one's answer", async () => {
+    const { token, certified, counters } = await slowIssuer(1_000);
+    const join = (name: string) =>
+      joinWithToken({
+        token,
+        identity: generateIdentity(),
+        name,
+        listen: "tcp://127.0.0.1:0",
+        nowMs: () => Date.now(),
+        attemptTimeoutMs: 2_000,
+      });
+    const first = join("first");
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the first is being worked on
+    await expect(join("second")).rejects.toThrow(/the issuer refused the join: .*used up/);
+    await first;
+    expect(certified).toHaveLength(1);
+    expect(counters.get("join:coalesced")).toBe(0);
+  });
+
   it("gives up with the endpoint named once every attempt has had its wait", async () => {
     const { token } = await slowIssuer(5_000);
     const started = Date.now();
