@@ -361,7 +361,9 @@ export const joinCommand: CommandSpec = {
     "fingerprint names (nothing is sent to anyone else), prove knowledge of the token's secret " +
     "without sending it, and receive this node's certificate and the trust bundle, which are " +
     "stored in the data directory. From then on the node's own key is its credential: 'ringd " +
-    "start' needs no token. " +
+    "start' needs no token. Each endpoint of the token is asked up to three times, waiting 5, 10 " +
+    "and 15 s for an answer (a busy issuer may take a while; it answers a repeated request once), " +
+    "before the next is tried; exit 3 when none answered. " +
     SETTINGS_RECORDED +
     " With --start the node runs at once, as 'ringd start' would.",
   options: {
