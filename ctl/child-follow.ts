@@ -9,9 +9,10 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { keyFromHex, type Selector } from "../protocol/index.ts";
-import { childMeshCall, missingLines, refusalLines, shortNode } from "./child-mesh-call.ts";
+import { childMeshCall, refusalLines } from "./child-mesh-call.ts";
 import type { CommandContext } from "./cli.ts";
 import { ExitCode } from "./exit-codes.ts";
+import { missingLines, shortNode } from "./mesh-call.ts";
 import { parseDuration } from "./ringctl-mesh.ts";
 
 /** Follow child `name` on the nodes `selector` names; resolves with the exit code. */

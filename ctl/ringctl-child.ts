@@ -9,18 +9,13 @@ import { verifyChildEvent } from "../agent/node/child-protocol.ts";
 import { portBlockText } from "../agent/supervise/ports.ts";
 import { fingerprint, keyFromHex } from "../protocol/index.ts";
 import { followChildLogs } from "./child-follow.ts";
-import {
-  childMeshCall,
-  type MeshCallOutcome,
-  missingLines,
-  refusalLines,
-  shortNode,
-} from "./child-mesh-call.ts";
+import { childMeshCall, type MeshCallOutcome, refusalLines } from "./child-mesh-call.ts";
 import { CREATE_OPTIONS, createRequestFrom } from "./child-request.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
 import { DAEMON_OPTIONS } from "./daemon-client.ts";
 import { UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
+import { missingLines, shortNode } from "./mesh-call.ts";
 import { call, KEY_OPTION, parseDuration } from "./ringctl-mesh.ts";
 import { SELECTOR_OPTIONS, selectorFrom } from "./selector-options.ts";
 

@@ -1,33 +1,18 @@
 /**
- * ringctl's mesh commands: `status`, `nodes`, `token create|list|revoke`, `exec`. Commands that
- * need the operator's authority (`exec`) are signed here, with the operator's key, which never
- * leaves ringctl: the local ringd only relays the signed envelope, and every node checks it.
+ * ringctl's mesh commands: `status`, `nodes`, `token create|list|revoke`, and what the signed ones
+ * (`exec` in ringctl-exec.ts, `child ...`) share: the operator's key, which never leaves ringctl,
+ * and `sealCommand`. The local ringd only relays a signed envelope, and every node checks it.
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { loadConfig, processHost } from "../agent/daemon/index.ts";
 import { readKeyFile } from "../agent/store/key-file.ts";
-import {
-  decodePayload,
-  encodePayload,
-  envelopeIdKey,
-  fingerprint,
-  type Identity,
-  keyFromHex,
-  keyHex,
-  MessageType,
-  messageIdKey,
-  openEnvelope,
-  type Selector,
-  sealEnvelope,
-} from "../protocol/index.ts";
+import { encodePayload, type Identity, MessageType, type Selector, sealEnvelope } from "../protocol/index.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
-import { explainingRefusal } from "./command-refusal.ts";
 import { connectDaemon, DAEMON_OPTIONS } from "./daemon-client.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
 import { nodeTree } from "./node-tree.ts";
-import { SELECTOR_OPTIONS, selectorFrom } from "./selector-options.ts";
 
 /** The operator's key file option (shared by every command that signs). */
 export const KEY_OPTION: Record<string, OptionSpec> = {
@@ -294,101 +279,6 @@ export const tokenRevokeCommand: CommandSpec = {
   },
 };
 
-/** `ringctl exec -- COMMAND...`. */
-export const execCommand: CommandSpec = {
-  words: ["exec"],
-  summary: "run a command on every node a selector names; print each node's signed answer",
-  description:
-    "Sign an exec command with the operator key (target selector, nonce, issue time, expiry), hand it " +
-    "to the local ringd, which relays it unchanged into the mesh, and wait for the answers. Every " +
-    "answer is a result signed by the node that ran the command; ringctl verifies each signature " +
-    "itself. Nodes that membership expects but that did not answer in time are listed with their " +
-    "state (unreachable, suspect, dead). Selectors combine: every given field must match.\n\n" +
-    "Needs an operator or admin key: every node refuses exec from a viewer key (counted as " +
-    "rejected:viewer-may-not-exec) and does not pass it on; a viewer may send only child list and " +
-    "child logs.",
-  options: {
-    ...DAEMON_OPTIONS,
-    ...KEY_OPTION,
-    ...SELECTOR_OPTIONS,
-    timeout: {
-      type: "string",
-      valueName: "DURATION",
-      description: "How long to wait for answers (default 30s).",
-    },
-  },
-  arguments: [
-    {
-      name: "COMMAND",
-      description: "The program and its arguments, after --.",
-      required: true,
-      variadic: true,
-    },
-  ],
-  jsonOutput:
-    '{"id", "results": [{"node", "fingerprint", "exitCode", "stdout", "stderr", "truncated", "verified"}], "missing": [{"id", "state"}]}',
-  exitCodes: [ExitCode.TargetFailed, ExitCode.Unreachable, ExitCode.Refused],
-  examples: [
-    {
-      command: "ringctl exec --ring 1 --tier web -- uptime",
-      description: "uptime on every ring-1 web node.",
-    },
-    { command: "ringctl exec --json -- hostname", description: "hostname everywhere, as JSON." },
-  ],
-  async run(ctx) {
-    const operator = await operatorKey(ctx);
-    const selector = await selectorFrom(ctx, false);
-    const waitMs = parseDuration((ctx.values.timeout as string | undefined) ?? "30s", "--timeout");
-    const envelope = sealCommand(operator, selector, "exec", ctx.positionals, waitMs);
-    const id = envelopeIdKey(envelope)!;
-    const r = await explainingRefusal(ctx, operator, "exec", () =>
-      call(ctx, "command.submit", { envelope: Buffer.from(envelope).toString("base64"), waitMs }, (p) => {
-        const progress = p as { sent?: boolean; expected?: number; answered?: number; retried?: number };
-        if (progress.sent === true)
-          ctx.info(`sent to the mesh; waiting for ${progress.expected} node(s) ...`);
-        else if (progress.retried !== undefined)
-          ctx.info(`  ${progress.answered}/${progress.expected} answered; asked ${progress.retried} again`);
-        else if (progress.answered !== undefined)
-          ctx.info(`  ${progress.answered}/${progress.expected} answered`);
-      }),
-    );
-    const results = (r.results as string[])
-      .map((b64) => {
-        const env = openEnvelope(new Uint8Array(Buffer.from(b64, "base64"))); // verified here, by ringctl
-        const result = decodePayload(MessageType.Result, env.payload);
-        return {
-          node: keyHex(env.sender),
-          fingerprint: fingerprint(env.sender),
-          exitCode: result.exitCode,
-          stdout: new TextDecoder().decode(result.stdout),
-          stderr: new TextDecoder().decode(result.stderr),
-          truncated: result.truncated,
-          verified: messageIdKey(result.commandId) === id,
-        };
-      })
-      .filter((x) => x.verified);
-    const missing = r.missing as { id: string; state: string }[];
-    // The command's message id, printable (as `ringctl child` prints it); `id` is the dedup key.
-    const idHex = Buffer.from(id, "latin1").toString("hex");
-    ctx.result({ id: idHex, results, missing }, () =>
-      [
-        ...results.flatMap((x) => [
-          `== ${x.fingerprint.slice(8, 28)}  exit ${x.exitCode}${x.truncated ? "  (output truncated)" : ""}`,
-          ...(x.stdout ? [x.stdout.trimEnd()] : []),
-          ...(x.stderr ? [x.stderr.trimEnd()] : []),
-        ]),
-        ...missing.map(
-          (m) =>
-            `!! ${fingerprint(keyFromHex(m.id)).slice(8, 28)}  no answer (${m.state === "alive" ? "unreachable" : m.state})`,
-        ),
-        `${results.length} answered, ${results.filter((x) => x.exitCode !== 0).length} failed, ${missing.length} missing`,
-      ].join("\n"),
-    );
-    if (results.some((x) => x.exitCode !== 0)) return ExitCode.TargetFailed;
-    return missing.length > 0 ? ExitCode.Unreachable : ExitCode.Ok;
-  },
-};
-
 /** Every mesh command of ringctl. */
 export const meshCommands: readonly CommandSpec[] = [
   statusCommand,
@@ -396,5 +286,4 @@ export const meshCommands: readonly CommandSpec[] = [
   tokenCreateCommand,
   tokenListCommand,
   tokenRevokeCommand,
-  execCommand,
 ];

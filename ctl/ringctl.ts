@@ -4,6 +4,7 @@
  */
 import type { ProgramSpec } from "./cli.ts";
 import { childCommands } from "./ringctl-child.ts";
+import { execCommand } from "./ringctl-exec.ts";
 import { meshCommands } from "./ringctl-mesh.ts";
 import { nodeCommands } from "./ringctl-node.ts";
 import { trustCommands } from "./ringctl-trust.ts";
@@ -19,5 +20,12 @@ export const ringctl: ProgramSpec = {
     "'ringctl <noun> <verb>'. Results go to stdout, as text or, with --json, as one JSON object; " +
     "progress and errors go to stderr. The exit status says what happened (see EXIT STATUS in " +
     "each command's help, and docs/cli.md).",
-  commands: [...meshCommands, ...trustCommands, ...childCommands, ...nodeCommands, versionCommand("ringctl")],
+  commands: [
+    ...meshCommands,
+    execCommand,
+    ...trustCommands,
+    ...childCommands,
+    ...nodeCommands,
+    versionCommand("ringctl"),
+  ],
 };
