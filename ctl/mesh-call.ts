@@ -17,9 +17,23 @@ import {
   openEnvelope,
   type Selector,
 } from "../protocol/index.ts";
-import type { CommandContext } from "./cli.ts";
+import type { CommandContext, OptionSpec } from "./cli.ts";
 import { explainingRefusal } from "./command-refusal.ts";
-import { call, operatorKey, sealCommand } from "./ringctl-mesh.ts";
+import { DAEMON_OPTIONS } from "./daemon-client.ts";
+import { call, KEY_OPTION, operatorKey, sealCommand } from "./ringctl-mesh.ts";
+import { SELECTOR_OPTIONS } from "./selector-options.ts";
+
+/** The options of every command that makes a mesh call: the daemon, the key, the selector, --timeout. */
+export const MESH_CALL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  ...DAEMON_OPTIONS,
+  ...KEY_OPTION,
+  ...SELECTOR_OPTIONS,
+  timeout: {
+    type: "string",
+    valueName: "DURATION",
+    description: "How long to wait for answers (default 30s).",
+  },
+};
 
 /** One node's answer, its signature verified by ringctl. */
 export interface SignedResult {

@@ -11,24 +11,14 @@ import { fingerprint, keyFromHex } from "../protocol/index.ts";
 import { followChildLogs } from "./child-follow.ts";
 import { childMeshCall, type MeshCallOutcome, refusalLines } from "./child-mesh-call.ts";
 import { CREATE_OPTIONS, createRequestFrom } from "./child-request.ts";
-import type { CommandContext, CommandSpec, OptionSpec } from "./cli.ts";
+import type { CommandContext, CommandSpec } from "./cli.ts";
 import { DAEMON_OPTIONS } from "./daemon-client.ts";
 import { UsageError } from "./errors.ts";
 import { ExitCode } from "./exit-codes.ts";
-import { missingLines, shortNode } from "./mesh-call.ts";
-import { call, KEY_OPTION, parseDuration } from "./ringctl-mesh.ts";
-import { SELECTOR_OPTIONS, selectorFrom } from "./selector-options.ts";
+import { MESH_CALL_OPTIONS, missingLines, shortNode } from "./mesh-call.ts";
+import { call, parseDuration } from "./ringctl-mesh.ts";
+import { selectorFrom } from "./selector-options.ts";
 
-const MESH_OPTIONS: Readonly<Record<string, OptionSpec>> = {
-  ...DAEMON_OPTIONS,
-  ...KEY_OPTION,
-  ...SELECTOR_OPTIONS,
-  timeout: {
-    type: "string",
-    valueName: "DURATION",
-    description: "How long to wait for answers (default 30s).",
-  },
-};
 const NAME_ARGUMENT = { name: "NAME", description: "The child's name.", required: true };
 const MESH_EXIT_CODES = [ExitCode.TargetFailed, ExitCode.Unreachable, ExitCode.Refused];
 const RESULTS_JSON =
@@ -108,7 +98,7 @@ export const childCreateCommand: CommandSpec = {
     "(bubblewrap namespaces; --driver '{\"roBinds\": [DIR]}' shows more of the host read-only) and vm (qemu; " +
     "--driver names kernel, initrd, guestPort ...). Needs an operator or admin key: every node refuses " +
     "child.create from a viewer key (rejected:viewer-may-not-child-create) and does not pass it on.",
-  options: { ...MESH_OPTIONS, ...CREATE_OPTIONS },
+  options: { ...MESH_CALL_OPTIONS, ...CREATE_OPTIONS },
   arguments: [
     NAME_ARGUMENT,
     {
@@ -155,7 +145,7 @@ export const childListCommand: CommandSpec = {
     "node's children: name, strategy, state (starting, running, backoff, stopping, stopped, failed), pid, " +
     "port (FIRST-LAST for a child holding a block of ports, such as a ringd child: see 'ringctl node create') " +
     "and automatic restarts.",
-  options: MESH_OPTIONS,
+  options: MESH_CALL_OPTIONS,
   jsonOutput: `${RESULTS_JSON}; an answer is {"children": [{"name", "strategy", "port", "portCount", "phase", "health", "pid", "startedMs", "restarts", "restartAtMs", "gaveUp", "lastExit", "dir"}]}`,
   exitCodes: MESH_EXIT_CODES,
   examples: [
@@ -188,7 +178,7 @@ function childVerb(
     words: ["child", verb],
     summary,
     description: `${description} Needs an operator or admin key (every node refuses it from a viewer key, counted as rejected:viewer-may-not-child-${verb}, and does not pass it on), and a selector naming the node(s).`,
-    options: MESH_OPTIONS,
+    options: MESH_CALL_OPTIONS,
     arguments: [NAME_ARGUMENT],
     jsonOutput: `${RESULTS_JSON}; an answer is ${verb === "remove" ? '{"removed": NAME}' : '{"child": {...}} as child list shows it'}`,
     exitCodes: MESH_EXIT_CODES,
@@ -224,7 +214,7 @@ export const childLogsCommand: CommandSpec = {
     "any command: the mesh carries one signed result per command, so following is polling with a cursor " +
     "the node hands back) until Ctrl-C. What rotates out twice between two polls is missed. A viewer key is enough.",
   options: {
-    ...MESH_OPTIONS,
+    ...MESH_CALL_OPTIONS,
     lines: { type: "string", valueName: "N", description: "How many lines (default 100)." },
     follow: {
       type: "boolean",

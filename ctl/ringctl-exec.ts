@@ -3,11 +3,10 @@
  * node's signed answer, verified here (mesh-call.ts).
  */
 import type { CommandSpec } from "./cli.ts";
-import { DAEMON_OPTIONS } from "./daemon-client.ts";
 import { ExitCode } from "./exit-codes.ts";
-import { meshCall, missingLines, shortNode } from "./mesh-call.ts";
-import { KEY_OPTION, parseDuration } from "./ringctl-mesh.ts";
-import { SELECTOR_OPTIONS, selectorFrom } from "./selector-options.ts";
+import { MESH_CALL_OPTIONS, meshCall, missingLines, shortNode } from "./mesh-call.ts";
+import { parseDuration } from "./ringctl-mesh.ts";
+import { selectorFrom } from "./selector-options.ts";
 
 /** `ringctl exec -- COMMAND...`. */
 export const execCommand: CommandSpec = {
@@ -22,16 +21,7 @@ export const execCommand: CommandSpec = {
     "Needs an operator or admin key: every node refuses exec from a viewer key (counted as " +
     "rejected:viewer-may-not-exec) and does not pass it on; a viewer may send only child list and " +
     "child logs.",
-  options: {
-    ...DAEMON_OPTIONS,
-    ...KEY_OPTION,
-    ...SELECTOR_OPTIONS,
-    timeout: {
-      type: "string",
-      valueName: "DURATION",
-      description: "How long to wait for answers (default 30s).",
-    },
-  },
+  options: MESH_CALL_OPTIONS,
   arguments: [
     {
       name: "COMMAND",
