@@ -1,18 +1,6 @@
-/**
- * The running ringd: a MeshNode on its parent's network (a real transport, the system clock), its
- * state in LevelDB, a join endpoint when the node may issue certificates, and the control socket
- * ringctl talks to. An issuer of ring ≥ 1 also hosts its children's network (child-network.ts), a
- * second MeshNode bridged to the first: trust both ways, commands down, results up.
- *
- * Start-up reads everything from the store (so a restart needs no token): the root, the node's
- * own certificate and chain, every certificate and revocation learned, and the members last seen.
- * What the node learns while it runs — certificates and revocations from gossip, members — is
- * written back as it arrives.
- */
-import { networkInterfaces } from "node:os";
 import { join as joinPath } from "node:path";
 import type { Logger } from "pino";
-import { deriveTokenSealKey, TokenIssuer } from "../../bootstrap/index.ts";
+import type { TokenIssuer } from "../../bootstrap/index.ts";
 import {
   type Certificate,
   type Command,
@@ -42,14 +30,17 @@ import { retrySilent } from "./command-retry.ts";
 import { runCommand, selectorMatches } from "./commands.ts";
 import { controlHandlers } from "./control-api.ts";
 import { openDaemonSupervisor } from "./daemon-children.ts";
+import {
+  DAEMON_GOSSIP_FRAME_BYTES,
+  listenParts,
+  openJoinEndpoint,
+  openPeerTransport,
+} from "./daemon-open.ts";
 import { type MeshIdentity, MeshState, NotInitializedError, type SelfStanding } from "./mesh-state.ts";
 import type { DaemonTransport, NatsLink } from "./nats-link.ts";
-import { JOIN_PORT_OFFSET } from "./ringd-ports.ts";
 import { ROOT_KEY_FILE } from "./seed.ts";
 import { selfHostHandlers } from "./self-host-api.ts";
 
-/** Gossip frames on real transports may be this large (results carry command output). */
-export const DAEMON_GOSSIP_FRAME_BYTES = 128 * 1024;
 /** How often learned members are written back to the store. */
 export const MEMBER_SAVE_INTERVAL_MS = 5_000;
 /** A membership change is written this soon after it (changes in between go in the same write). */
@@ -144,52 +135,13 @@ export class Daemon {
       throw new NotInitializedError(
         `${config.dataDir} holds no ring secret (it was made by an older ringd): make a new seed with 'ringd init', or join again with a new token`,
       );
-    const { host, port } = splitListen(config.listen);
-    const advertiseHost = host === "0.0.0.0" || host === "*" ? primaryAddress() : host;
+    const listen = listenParts(config.listen);
+    const { host, port, advertiseHost } = listen;
     let node: MeshNode | undefined;
-    let nats: NatsLink | undefined;
-    let transport: DaemonTransport;
-    // Each transport's library is loaded only when this node uses it (start-up time and memory:
-    // nats.js and nkeys on a ZeroMQ node, libzmq on a NATS node that issues nothing).
-    if (config.transport === "nats") {
-      const { memberNodeKeys, revokedSubjects, startNatsLink } = await import("./nats-link.ts");
-      const revokedAtStart = revokedSubjects(revocations);
-      nats = await startNatsLink({
-        dataDir: config.dataDir,
-        identity,
-        meshId: mesh.meshId,
-        mayServe: self.ring === 0,
-        listenHost: host === "*" ? "0.0.0.0" : host,
-        listenPort: port,
-        advertiseHost,
-        state,
-        // Certified, unrevoked nodes; before the node exists, the stored bundle decides.
-        allowedKeys: () =>
-          memberNodeKeys(certificates, (hex) =>
-            node === undefined ? !revokedAtStart.has(hex) : node.trust.isTrusted(hex, Date.now()),
-          ),
-        // A revoked seed's server is no longer routed to (nats-routes.ts).
-        isRevoked: (hex) => (node === undefined ? revokedAtStart.has(hex) : node.trust.isRevoked(hex)),
-        natsUrl: config.natsUrl,
-        natsCaFile: config.natsCaFile,
-        maxFrameBytes: DAEMON_GOSSIP_FRAME_BYTES,
-        log,
-      });
-      const link = nats;
-      opened.push(() => link.close()); // the connection, and a seed's nats-server
-      transport = nats.transport;
-    } else {
-      const { zeromq } = await import("../transport/zeromq.ts");
-      transport = await zeromq({
-        identity,
-        // Certified, unrevoked members only; before the node exists, the stored bundle decides.
-        authorize: (key) =>
-          node === undefined ? certificates.has(keyHex(key)) : node.trust.isTrusted(keyHex(key), Date.now()),
-        advertiseHost,
-      })({ listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port}` });
-      const peers = transport;
-      opened.push(() => peers.close());
-    }
+    const { transport, nats } = await openPeerTransport(
+      { config, listen, identity, mesh, self, state, certificates, revocations, node: () => node, log },
+      opened,
+    );
     const clock = systemClock();
     // A ring-N node sits on its parent's network (ring 0 for the seeds themselves).
     const networkRing = Math.max(0, self.ring - 1) as Ring;
@@ -234,24 +186,8 @@ export class Daemon {
       opened.push(() => below.stop());
       for (const rev of revocations) childNetwork.node.relay(rev);
     }
-    let tokens: TokenIssuer | undefined;
-    let join: ZeromqTransport | undefined;
-    let serveJoins: typeof import("./join.ts").serveJoins | undefined;
-    if (canIssue) {
-      const { zeromq } = await import("../transport/zeromq.ts");
-      ({ serveJoins } = await import("./join.ts"));
-      join = await zeromq({ identity, authorize: () => true, advertiseHost })({
-        listen: `tcp://${host === "0.0.0.0" ? "*" : host}:${port === 0 ? 0 : port + JOIN_PORT_OFFSET}`,
-      });
-      const joins = join;
-      opened.push(() => joins.close());
-      tokens = new TokenIssuer({
-        store: store.tokens,
-        issuerKey: identity.publicKey,
-        endpoints: [join.address],
-        sealKey: deriveTokenSealKey(identity.secretKey),
-      });
-    }
+    const joins = canIssue ? await openJoinEndpoint(identity, listen, store, opened) : undefined;
+    const join = joins?.endpoint;
     const info: DaemonInfo = {
       meshId: mesh.meshId,
       nodeKey: keyHex(identity.publicKey),
@@ -274,7 +210,7 @@ export class Daemon {
       node,
       transport,
       certificates,
-      tokens,
+      joins?.tokens,
       info,
       identity,
       ringSecret,
@@ -289,10 +225,10 @@ export class Daemon {
       clearInterval(daemon.#memberTimer);
       clearTimeout(daemon.#memberSaveSoon);
     });
-    if (join !== undefined && tokens !== undefined && serveJoins !== undefined) {
-      serveJoins(join, {
+    if (joins !== undefined) {
+      joins.serveJoins(joins.endpoint, {
         identity,
-        tokens,
+        tokens: joins.tokens,
         counters: daemon.counters,
         now: () => Date.now(),
         admit: (key, name, scope, nowMs) => admitJoiner(daemon, key, name, scope, nowMs),
@@ -504,17 +440,4 @@ export class Daemon {
     await this.#nats?.close();
     await this.store.close();
   }
-}
-
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(":");
-  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(listen.slice(i + 1)) };
-}
-
-/** The first non-internal IPv4 address, else loopback: what to advertise when listening on all. */
-function primaryAddress(): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  return "127.0.0.1";
 }
