@@ -35,6 +35,7 @@ import {
 import {
   type Accepted,
   type BroadcastPriority,
+  type BroadcastSubject,
   type CertificateSource,
   Counters,
   defaultGossipConfig,
@@ -50,6 +51,7 @@ import {
   type MembershipConfig,
   type MembershipEvent,
   type MembershipSyncConfig,
+  NEWS_WEIGHT,
   type NodeId,
   type ProbeMessage,
   type Rng,
@@ -396,13 +398,15 @@ export class MeshNode {
         return;
       case MessageType.Suspect: {
         const p = msg.payload as PayloadOf<typeof MessageType.Suspect>;
+        const node = keyHex(p.node);
         const relay = this.#membershipEvent({
           type: "suspect",
           from: sender,
-          node: keyHex(p.node),
+          node,
           incarnation: p.incarnation,
         });
-        this.#forward(msg, "membership", now, { relay, repair: false });
+        const subject = { node, incarnation: p.incarnation, weight: NEWS_WEIGHT.suspect };
+        this.#forward(msg, "membership", now, { relay, repair: false, subject });
         return;
       }
       case MessageType.Alive: {
@@ -417,7 +421,8 @@ export class MeshNode {
           incarnation: p.incarnation,
           addr: p.addr,
         });
-        this.#forward(msg, "membership", now, { relay, repair: true });
+        const subject = { node: sender, incarnation: p.incarnation, weight: NEWS_WEIGHT.alive };
+        this.#forward(msg, "membership", now, { relay, repair: true, subject });
         return;
       }
       case MessageType.Dead: {
@@ -430,7 +435,8 @@ export class MeshNode {
         const event = { type: "dead" as const, from: sender, node, incarnation: p.incarnation };
         const relay = this.#membershipEvent(hearsay ? { ...event, hearsay } : event);
         if (hearsay && relay && sender === node) this.counters.inc("sync:taught-left");
-        this.#forward(msg, "membership", now, { relay, repair: false });
+        const subject = { node, incarnation: p.incarnation, weight: NEWS_WEIGHT.dead };
+        this.#forward(msg, "membership", now, { relay, repair: false, subject });
         return;
       }
       case MessageType.MemberDigest:
@@ -583,7 +589,7 @@ export class MeshNode {
     msg: Accepted,
     priority: BroadcastPriority,
     now: number,
-    opts: { relay: boolean; repair: boolean } = { relay: true, repair: true },
+    opts: { relay: boolean; repair: boolean; subject?: BroadcastSubject } = { relay: true, repair: true },
   ): void {
     const event = {
       type: "accepted" as const,
@@ -633,13 +639,24 @@ export class MeshNode {
           const id = envelopeIdKey(envelope)!;
           // Our own suspicions and declarations are not offered to anti-entropy either.
           const repair = m.kind === "alive";
+          const subject = { node: m.node, incarnation: m.incarnation, weight: NEWS_WEIGHT[m.kind] };
           this.#gossipActions(
-            this.gossip.handle({ type: "publish", id, envelope, priority: "membership", repair }, now),
+            this.gossip.handle(
+              { type: "publish", id, envelope, priority: "membership", repair, subject },
+              now,
+            ),
           );
           break;
         }
         case "changed": {
           this.#sync.memberChanged(action.id, action.state);
+          // However it was learned (gossip, a sync's notice, our own timer), queued news about the
+          // member that this supersedes is not retransmitted (see rings/broadcast-queue.ts).
+          const weight = NEWS_WEIGHT[action.state];
+          this.gossip.handle(
+            { type: "supersede", subject: { node: action.id, incarnation: action.incarnation, weight } },
+            now,
+          );
           // A member declared dead or gone keeps no connection open here (ZeroMQ would retry it
           // every second); a reconnect probe, or the member's return, opens one afresh.
           if ((action.state === "dead" || action.state === "left") && action.id !== this.id) {

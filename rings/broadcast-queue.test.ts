@@ -3,6 +3,7 @@ import {
   type BroadcastPriority,
   BroadcastQueue,
   ITEM_OVERHEAD_BYTES,
+  NEWS_WEIGHT,
   retransmitLimit,
 } from "./broadcast-queue.ts";
 
@@ -101,5 +102,49 @@ describe("BroadcastQueue", () => {
     n = 5; // limit 4, already exceeded
     expect(q.take(1_000, 10)).toHaveLength(0);
     expect(q.size()).toBe(0);
+  });
+});
+
+describe("BroadcastQueue invalidation", () => {
+  const news = (id: string, node: string, kind: keyof typeof NEWS_WEIGHT, incarnation: number) => ({
+    ...item(id, "membership"),
+    subject: { node, incarnation, weight: NEWS_WEIGHT[kind] },
+  });
+
+  it("newer news about a member drops the queued news it supersedes, and only that", () => {
+    const q = queue(9);
+    q.enqueue(news("suspect-x-3-by-b", "x", "suspect", 3));
+    q.enqueue(news("suspect-x-3-by-c", "x", "suspect", 3)); // a confirmation: equal news, both kept
+    q.enqueue(news("dead-y-3", "y", "dead", 3));
+    q.enqueue(item("app"));
+    expect(q.size()).toBe(4);
+    // A death of x at 3 supersedes its suspicions at 3; y and the app item are untouched.
+    q.enqueue(news("dead-x-3", "x", "dead", 3));
+    expect(["suspect-x-3-by-b", "suspect-x-3-by-c"].some((id) => q.has(id))).toBe(false);
+    expect(["dead-x-3", "dead-y-3", "app"].every((id) => q.has(id))).toBe(true);
+    expect(q.supersededCount).toBe(2);
+    // x refutes: its alive at 4 supersedes the death at 3.
+    q.enqueue(news("alive-x-4", "x", "alive", 4));
+    expect(q.has("dead-x-3")).toBe(false);
+    // Older or weaker news supersedes nothing newer.
+    q.enqueue(news("suspect-x-2", "x", "suspect", 2));
+    q.enqueue(news("alive-y-3", "y", "alive", 3));
+    expect(["alive-x-4", "dead-y-3"].every((id) => q.has(id))).toBe(true);
+    expect(q.supersededCount).toBe(3);
+  });
+
+  it("supersede drops news the node learned without queuing it, and forgets items sent to their limit", () => {
+    const q = queue(9); // limit 4
+    q.enqueue(news("suspect-x-0", "x", "suspect", 0));
+    q.enqueue(news("suspect-z-0", "z", "suspect", 0));
+    for (let i = 0; i < 4; i++) q.take(1_000, 1); // z's and x's items: x sent twice, z twice
+    expect(q.supersede({ node: "x", incarnation: 0, weight: NEWS_WEIGHT.dead })).toBe(1);
+    expect(q.has("suspect-x-0")).toBe(false);
+    for (let i = 0; i < 2; i++) q.take(1_000, 1); // z reaches its limit and leaves
+    expect(q.size()).toBe(0);
+    // Nothing left about z to drop, and the queue still takes news about it.
+    expect(q.supersede({ node: "z", incarnation: 1, weight: NEWS_WEIGHT.alive })).toBe(0);
+    q.enqueue(news("alive-z-1", "z", "alive", 1));
+    expect(q.take(1_000, 10).map((b) => b.id)).toEqual(["alive-z-1"]);
   });
 });

@@ -8,6 +8,14 @@
  * alive, dead); then application broadcasts, so a flood of the latter can delay but never starve
  * failure detection. The queue is bounded: past `maxQueued` it drops the application item
  * that has been sent the most (it has had its chance; anti-entropy still holds it).
+ *
+ * Membership items name the member they are news about (`subject`). As in memberlist, where a
+ * broadcast about a node invalidates the queued ones about the same node, newer news about a member
+ * drops what it supersedes: an `alive` at a higher incarnation drops the queued suspicions and deaths
+ * of older ones, a death drops the suspicions of its incarnation. Unlike memberlist, news of equal
+ * weight is kept (independent suspicions of one incarnation are Lifeguard's confirmations). Without
+ * this, a healed partition would go on retransmitting split-time accusations of members that have
+ * refuted them, for as long as the queue holds them.
  */
 import { FRAME_ITEM_OVERHEAD_BYTES } from "../protocol/index.ts";
 
@@ -29,10 +37,30 @@ export interface BroadcastItem {
   readonly hops: number;
 }
 
+/**
+ * The member a membership broadcast is about, and how strong the news is: SWIM orders news about a
+ * member by incarnation, then, within one incarnation, alive < suspect < dead (`NEWS_WEIGHT`).
+ */
+export interface BroadcastSubject {
+  readonly node: string;
+  readonly incarnation: number;
+  readonly weight: number;
+}
+
+/** The weight of each kind of membership news within one incarnation (a leave weighs as a death). */
+export const NEWS_WEIGHT = { alive: 0, suspect: 1, dead: 2, left: 2 } as const;
+
+/** True when news `a` is older or weaker than news `b` about the same member (b supersedes a). */
+export function superseded(a: BroadcastSubject, b: BroadcastSubject): boolean {
+  return a.incarnation < b.incarnation || (a.incarnation === b.incarnation && a.weight < b.weight);
+}
+
 /** A broadcast as queued. */
 export interface QueuedBroadcast extends BroadcastItem {
   readonly id: string;
   readonly priority: BroadcastPriority;
+  /** For membership news: the member it is about (see `supersede`). */
+  readonly subject?: BroadcastSubject;
 }
 
 interface Entry extends QueuedBroadcast {
@@ -65,7 +93,10 @@ export class BroadcastQueue {
     PRIORITY_ORDER.map((p) => [p, new Map()]),
   );
   private readonly byId = new Map<string, Entry>();
+  /** Ids of the queued items about each member (those with a `subject`). */
+  private readonly bySubject = new Map<string, Set<string>>();
   private droppedForSpace = 0;
+  private droppedSuperseded = 0;
 
   constructor(private readonly options: BroadcastQueueOptions) {}
 
@@ -76,10 +107,12 @@ export class BroadcastQueue {
 
   /**
    * Queues a broadcast that has already been sent `transmits` times (eager pushes count). An item
-   * with the same id is replaced. Nothing is queued if it has already used up its limit.
+   * with the same id is replaced. Nothing is queued if it has already used up its limit. An item
+   * with a `subject` first drops the queued items it supersedes (see `supersede`).
    */
   enqueue(item: QueuedBroadcast, transmits = 0): void {
     this.delete(item.id);
+    if (item.subject !== undefined) this.supersede(item.subject);
     if (transmits >= this.limit()) return;
     const entry: Entry = {
       id: item.id,
@@ -87,9 +120,15 @@ export class BroadcastQueue {
       hops: item.hops,
       priority: item.priority,
       transmits,
+      ...(item.subject === undefined ? {} : { subject: item.subject }),
     };
     this.byId.set(entry.id, entry);
     this.bucket(entry.priority, transmits, true).set(entry.id, entry);
+    if (entry.subject !== undefined) {
+      const ids = this.bySubject.get(entry.subject.node) ?? new Set<string>();
+      ids.add(entry.id);
+      this.bySubject.set(entry.subject.node, ids);
+    }
     while (this.byId.size > this.options.maxQueued) this.dropMostTransmitted();
   }
 
@@ -135,8 +174,10 @@ export class BroadcastQueue {
       this.bucket(entry.priority, entry.transmits, false)?.delete(entry.id);
       this.pruneBucket(entry.priority, entry.transmits);
       entry.transmits++;
-      if (entry.transmits >= limit) this.byId.delete(entry.id);
-      else this.bucket(entry.priority, entry.transmits, true).set(entry.id, entry);
+      if (entry.transmits >= limit) {
+        this.byId.delete(entry.id);
+        if (entry.subject !== undefined) this.forgetSubject(entry.subject.node, entry.id);
+      } else this.bucket(entry.priority, entry.transmits, true).set(entry.id, entry);
     }
     return taken.map(({ id, envelope, hops, priority }) => ({ id, envelope, hops, priority }));
   }
@@ -151,6 +192,23 @@ export class BroadcastQueue {
     return this.byId.get(id)?.transmits;
   }
 
+  /**
+   * Drops the queued items about `news.node` that `news` supersedes (older incarnations; weaker news
+   * of the same one) and returns how many. Called when this node learns that news, whether or not it
+   * will gossip it itself.
+   */
+  supersede(news: BroadcastSubject): number {
+    const ids = this.bySubject.get(news.node);
+    if (ids === undefined) return 0;
+    let dropped = 0;
+    for (const id of [...ids]) {
+      const subject = this.byId.get(id)?.subject;
+      if (subject !== undefined && superseded(subject, news) && this.delete(id)) dropped++;
+    }
+    this.droppedSuperseded += dropped;
+    return dropped;
+  }
+
   /** Removes `id` if queued. */
   delete(id: string): boolean {
     const entry = this.byId.get(id);
@@ -158,6 +216,7 @@ export class BroadcastQueue {
     this.byId.delete(id);
     this.bucket(entry.priority, entry.transmits, false)?.delete(id);
     this.pruneBucket(entry.priority, entry.transmits);
+    if (entry.subject !== undefined) this.forgetSubject(entry.subject.node, id);
     return true;
   }
 
@@ -172,6 +231,18 @@ export class BroadcastQueue {
   /** Items dropped because the queue was full. */
   get dropped(): number {
     return this.droppedForSpace;
+  }
+
+  /** Items dropped because newer news about their member superseded them. */
+  get supersededCount(): number {
+    return this.droppedSuperseded;
+  }
+
+  private forgetSubject(node: string, id: string): void {
+    const ids = this.bySubject.get(node);
+    if (ids === undefined) return;
+    ids.delete(id);
+    if (ids.size === 0) this.bySubject.delete(node);
   }
 
   private dropMostTransmitted(): void {

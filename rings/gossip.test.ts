@@ -194,6 +194,52 @@ describe("lazy gossip", () => {
     expect(new TextDecoder().decode(frames[0]?.items[0]?.envelope)).toBe("alive");
   });
 
+  it("stops retransmitting membership news that newer news about its member supersedes", () => {
+    const g = node({ antiEntropyIntervalMs: 1e9, eagerPushMembership: false });
+    const about = (incarnation: number, weight: number) => ({ node: "x", incarnation, weight });
+    const membership = { priority: "membership" as const, repair: false };
+    g.handle(
+      { type: "publish", id: "suspect-x", envelope: env("suspect-x"), ...membership, subject: about(0, 1) },
+      0,
+    );
+    g.handle(
+      {
+        type: "accepted",
+        id: "dead-x",
+        envelope: env("dead-x"),
+        hops: 5,
+        from: "p1",
+        ...membership,
+        subject: about(0, 2),
+      },
+      0,
+    );
+    // The death of x at 0 superseded our suspicion of it at 0.
+    expect(g.stats()).toMatchObject({ queuedMembership: 1, queueSuperseded: 1 });
+    // x refuted, and this node learned it however it did (here: told by membership): the death goes.
+    g.handle({ type: "supersede", subject: about(1, 0) }, 0);
+    expect(g.stats()).toMatchObject({ queuedMembership: 0, queueSuperseded: 2 });
+    expect(sends(runTicks(g, 0, 5_000))).toEqual([]);
+    // News received with no hops left is not passed on, yet still supersedes what it makes stale.
+    g.handle(
+      { type: "publish", id: "suspect-x-1", envelope: env("s1"), ...membership, subject: about(1, 1) },
+      0,
+    );
+    g.handle(
+      {
+        type: "accepted",
+        id: "alive-x-2",
+        envelope: env("a2"),
+        hops: 1,
+        from: "p1",
+        ...membership,
+        subject: about(2, 0),
+      },
+      0,
+    );
+    expect(g.stats()).toMatchObject({ queuedMembership: 0, queueSuperseded: 3 });
+  });
+
   it("piggybacks queued items on SWIM messages, membership first, within the budget", () => {
     const g = node();
     g.handle({ type: "publish", id: "a", envelope: env("a", 100), priority: "app" }, 0);

@@ -25,6 +25,7 @@ import {
   type BroadcastItem,
   type BroadcastPriority,
   BroadcastQueue,
+  type BroadcastSubject,
   itemBytes,
   PRIORITY_ORDER,
   type QueuedBroadcast,
@@ -33,7 +34,8 @@ import { type GossipConfig, validateGossipConfig } from "./gossip-config.ts";
 import { type Rng, randomInt, shuffle } from "./rng.ts";
 import { SeenSet } from "./seen-set.ts";
 
-export type { BroadcastItem, BroadcastPriority } from "./broadcast-queue.ts";
+export type { BroadcastItem, BroadcastPriority, BroadcastSubject } from "./broadcast-queue.ts";
+export { NEWS_WEIGHT } from "./broadcast-queue.ts";
 export {
   defaultGossipConfig,
   type GossipConfig,
@@ -49,9 +51,17 @@ export type GossipEvent =
    * `repair: false` keeps the message out of the anti-entropy history: it is disseminated, and its
    * id is remembered as seen, but it is never offered in a digest. For judgements that are only true
    * when made (a suspicion, a death): repaired after a healed partition they would accuse members
-   * that are alive and reachable again.
+   * that are alive and reachable again. `subject`: the member a membership message is news about;
+   * queuing it drops the queued news about that member it supersedes (see BroadcastQueue).
    */
-  | { type: "publish"; id: string; envelope: Uint8Array; priority: BroadcastPriority; repair?: boolean }
+  | {
+      type: "publish";
+      id: string;
+      envelope: Uint8Array;
+      priority: BroadcastPriority;
+      repair?: boolean;
+      subject?: BroadcastSubject;
+    }
   /**
    * A verified message from a peer. `relay: false` marks it seen without passing it on (membership
    * relays only what changed its view, as memberlist does: an accusation already acted on is not
@@ -66,7 +76,13 @@ export type GossipEvent =
       priority: BroadcastPriority;
       relay?: boolean;
       repair?: boolean;
+      subject?: BroadcastSubject;
     }
+  /**
+   * This node learned news about a member (from the membership machine, however it came): queued
+   * news about the member that it supersedes is dropped instead of retransmitted.
+   */
+  | { type: "supersede"; subject: BroadcastSubject }
   | { type: "digest"; from: string; ids: string[] }
   | { type: "want"; from: string; ids: string[] }
   /**
@@ -91,6 +107,8 @@ export interface GossipStats {
   queued: number;
   queuedMembership: number;
   queueDropped: number;
+  /** Queued membership news dropped because newer news about its member superseded it. */
+  queueSuperseded: number;
   published: number;
   accepted: number;
   /** `accepted`/`publish` for an id already seen (the runtime should have dropped it). */
@@ -174,21 +192,31 @@ export class Gossip {
       case "peers":
         this.peers = [...new Set(event.peers)].filter((p) => p !== this.self);
         return [];
+      case "supersede":
+        this.queue.supersede(event.subject);
+        return [];
       case "publish":
         if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.published++;
-        return this.disseminate(event.id, event.envelope, this.config.maxHops, null, event.priority);
+        return this.disseminate(
+          { id: event.id, envelope: event.envelope, hops: this.config.maxHops, priority: event.priority },
+          null,
+          event.subject,
+        );
       case "accepted":
         if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.accepted++;
         if (event.relay === false) return [];
         // Clamped: a peer cannot buy a message more reach than this node would give its own.
         return this.disseminate(
-          event.id,
-          event.envelope,
-          Math.min(event.hops, this.config.maxHops) - 1,
+          {
+            id: event.id,
+            envelope: event.envelope,
+            hops: Math.min(event.hops, this.config.maxHops) - 1,
+            priority: event.priority,
+          },
           event.from,
-          event.priority,
+          event.subject,
         );
       case "digest":
         return this.onDigest(event.from, event.ids, nowMs);
@@ -236,6 +264,7 @@ export class Gossip {
       queued: this.queue.size(),
       queuedMembership: this.queue.size("membership"),
       queueDropped: this.queue.dropped,
+      queueSuperseded: this.queue.supersededCount,
     };
   }
 
@@ -261,20 +290,24 @@ export class Gossip {
 
   /** Eager push to `fanout` peers other than `from`, then queue for lazy gossip. */
   private disseminate(
-    id: string,
-    envelope: Uint8Array,
-    hops: number,
+    message: QueuedBroadcast,
     from: string | null,
-    priority: BroadcastPriority,
+    subject: BroadcastSubject | undefined,
   ): GossipAction[] {
-    if (hops <= 0) return [];
+    const item: QueuedBroadcast = subject === undefined ? message : { ...message, subject };
+    const { envelope, hops, priority } = item;
+    if (hops <= 0) {
+      // Not passed on, but still news here: what it supersedes is not worth sending either.
+      if (subject !== undefined) this.queue.supersede(subject);
+      return [];
+    }
     if (priority === "membership" && !this.config.eagerPushMembership) {
       if (itemBytes({ envelope, hops }) > this.itemBudgetBytes()) this.counters.oversize++;
-      else this.queue.enqueue({ id, envelope, hops, priority }, 0);
+      else this.queue.enqueue(item, 0);
       return [];
     }
     if (this.config.batchEagerPush) {
-      this.eagerPending.push({ id, envelope, hops, priority });
+      this.eagerPending.push(item);
       // One sender for the whole batch is excluded; a mixed batch excludes nobody.
       this.eagerFrom = this.eagerPending.length === 1 || this.eagerFrom === from ? from : null;
       return [];
@@ -283,7 +316,7 @@ export class Gossip {
     const actions: GossipAction[] = targets.map((to) => ({ type: "send", to, items: [{ envelope, hops }] }));
     this.counters.eagerItemsSent += targets.length;
     if (itemBytes({ envelope, hops }) > this.itemBudgetBytes()) this.counters.oversize++;
-    else this.queue.enqueue({ id, envelope, hops, priority }, targets.length);
+    else this.queue.enqueue(item, targets.length);
     return actions;
   }
 
