@@ -45,6 +45,7 @@ import {
   type GossipConfig,
   ingestFrame,
   lanConfig,
+  MAX_PENDING_HEARSAY,
   type MemberState,
   Membership,
   type MembershipAction,
@@ -194,6 +195,13 @@ export class MeshNode {
   readonly #resultsSeen = new Set<string>();
   /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
   #ownAlive: Uint8Array | undefined;
+  /**
+   * Gossiped deaths membership holds while it pings the member (unheralded: see rings/), by member:
+   * passed on as received if the ping goes unanswered. At most MAX_PENDING_HEARSAY, oldest dropped.
+   */
+  readonly #heldDeaths = new Map<NodeId, { id: string; envelope: Uint8Array; hops: number; from: NodeId }>();
+  /** The member whose gossiped death the last membership event started a check of. */
+  #checkStarted: NodeId | undefined;
 
   constructor(opts: MeshNodeOptions) {
     this.#opts = opts;
@@ -433,7 +441,9 @@ export class MeshNode {
         // by gossip, which always sends with hops to spare. Membership pings the member first.
         const hearsay = msg.hops === 0;
         const event = { type: "dead" as const, from: sender, node, incarnation: p.incarnation };
+        this.#checkStarted = undefined;
         const relay = this.#membershipEvent(hearsay ? { ...event, hearsay } : event);
+        if (this.#checkStarted === node) this.#holdDeath(node, msg);
         if (hearsay && relay && sender === node) this.counters.inc("sync:taught-left");
         const subject = { node, incarnation: p.incarnation, weight: NEWS_WEIGHT.dead };
         this.#forward(msg, "membership", now, { relay, repair: false, subject });
@@ -674,11 +684,45 @@ export class MeshNode {
           break;
         }
         case "hearsay":
-          this.counters.inc(`sync:hearsay-${action.outcome}`);
+          if (action.source === "sync") {
+            this.counters.inc(`sync:hearsay-${action.outcome}`);
+            break;
+          }
+          this.counters.inc(`membership:unheralded-death-${action.outcome}`);
+          if (action.outcome === "pending") this.#checkStarted = action.node;
+          else this.#releaseDeath(action.node, action.outcome === "confirmed", now);
           break;
       }
     }
     return relay;
+  }
+
+  /** Keep a gossiped death membership is checking, to pass it on if the check confirms it. */
+  #holdDeath(node: NodeId, msg: Accepted): void {
+    this.#heldDeaths.delete(node);
+    this.#heldDeaths.set(node, {
+      id: msg.id,
+      envelope: msg.envelope.bytes.slice(),
+      hops: msg.hops,
+      from: msg.sender,
+    });
+    if (this.#heldDeaths.size > MAX_PENDING_HEARSAY) {
+      const oldest = this.#heldDeaths.keys().next();
+      if (!oldest.done) this.#heldDeaths.delete(oldest.value);
+    }
+  }
+
+  /** A check of a held death ended: pass the death on, as received, if the member did not answer. */
+  #releaseDeath(node: NodeId, confirmed: boolean, now: number): void {
+    const held = this.#heldDeaths.get(node);
+    if (held === undefined) return;
+    this.#heldDeaths.delete(node);
+    if (!confirmed) return;
+    const incarnation = this.membership.member(node)?.incarnation ?? 0;
+    const subject = { node, incarnation, weight: NEWS_WEIGHT.dead };
+    this.#gossipActions(
+      this.gossip.handle({ type: "release", ...held, priority: "membership", subject }, now),
+    );
   }
 
   /**

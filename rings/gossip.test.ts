@@ -240,6 +240,26 @@ describe("lazy gossip", () => {
     expect(g.stats()).toMatchObject({ queuedMembership: 0, queueSuperseded: 3 });
   });
 
+  it("release passes on, as accepted would have, a message first accepted with relay: false", () => {
+    const g = node({ antiEntropyIntervalMs: 1e9, eagerPushMembership: false });
+    const death = {
+      id: "dead-x",
+      envelope: env("dead-x"),
+      hops: 5,
+      from: "p1",
+      priority: "membership" as const,
+    };
+    g.handle({ type: "accepted", ...death, relay: false, repair: false }, 0);
+    expect(g.stats().queuedMembership).toBe(0);
+    g.handle({ type: "release", ...death }, 10);
+    const items = sends(runTicks(g, 10, 5_000)).flatMap((s) => s.items);
+    expect(items.length).toBeGreaterThan(0);
+    expect(items.every((i) => i.hops === 4)).toBe(true);
+    // Never for an id this node did not accept.
+    g.handle({ type: "release", ...death, id: "never-seen" }, 5_000);
+    expect(g.stats().queuedMembership).toBe(0);
+  });
+
   it("piggybacks queued items on SWIM messages, membership first, within the budget", () => {
     const g = node();
     g.handle({ type: "publish", id: "a", envelope: env("a", 100), priority: "app" }, 0);

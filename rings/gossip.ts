@@ -83,6 +83,19 @@ export type GossipEvent =
    * news about the member that it supersedes is dropped instead of retransmitted.
    */
   | { type: "supersede"; subject: BroadcastSubject }
+  /**
+   * Pass on now a message `accepted` earlier with `relay: false` (membership held it for a check,
+   * which confirmed it), as `accepted` would have; nothing if the id was never seen here.
+   */
+  | {
+      type: "release";
+      id: string;
+      envelope: Uint8Array;
+      hops: number;
+      from: string | null;
+      priority: BroadcastPriority;
+      subject?: BroadcastSubject;
+    }
   | { type: "digest"; from: string; ids: string[] }
   | { type: "want"; from: string; ids: string[] }
   /**
@@ -195,6 +208,18 @@ export class Gossip {
       case "supersede":
         this.queue.supersede(event.subject);
         return [];
+      case "release":
+        if (!this.seen.has(event.id)) return [];
+        return this.disseminate(
+          {
+            id: event.id,
+            envelope: event.envelope,
+            hops: Math.min(event.hops, this.config.maxHops) - 1,
+            priority: event.priority,
+          },
+          event.from,
+          event.subject,
+        );
       case "publish":
         if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.published++;

@@ -113,9 +113,12 @@ export type MembershipEvent =
   /**
    * Gossip: `from` declares `node` dead at `incarnation`; `from === node` means it left. `hearsay`:
    * the notice was handed over point to point (a sync answer), not spread by gossip. A leave, or a
-   * death of this node, is taken as usual; a death of another member that would be news is held
-   * while the member is pinged (a `send`, apart from the probe round), applied if no ack comes
-   * within probeTimeoutMs (Lifeguard-scaled), dropped if one does (see membership-hearsay.ts).
+   * death of this node, is taken as usual. A death of another member is held while the member is
+   * pinged (a `send`, apart from the probe round) — applied if no ack comes within probeTimeoutMs
+   * (Lifeguard-scaled), dropped if one does (see membership-hearsay.ts) — when it is hearsay and
+   * would be news, or when it is *unheralded*: gossiped about a member this node holds alive, since
+   * SWIM declares a death only after gossiping a suspicion at that incarnation. A death of a member
+   * held suspect is believed at once.
    */
   | { type: "dead"; from: NodeId; node: NodeId; incarnation: number; hearsay?: true }
   /** Leave gracefully: announce our own death; the machine then ignores every event. */
@@ -157,8 +160,15 @@ export type MembershipAction =
    */
   | { type: "relay" }
   /**
-   * What became of a hearsay death (see the `dead` event): `pending` (held; the member is pinged),
-   * `dropped` (too many checks in flight), `stale` (not news here), `confirmed` (no ack: the notice
-   * was applied, and a `changed` precedes this), `disproved` (the member acked).
+   * What became of a death held for a check (see the `dead` event): `pending` (held; the member is
+   * pinged), `dropped` (too many checks in flight), `stale` (not news here), `confirmed` (no ack: the
+   * notice was applied, and a `changed` precedes this), `disproved` (the member acked). A checked
+   * death is never relayed: a confirmed one spreads from the nodes that saw the suspicion.
    */
-  | { type: "hearsay"; node: NodeId; outcome: "pending" | "dropped" | "stale" | "confirmed" | "disproved" };
+  | {
+      type: "hearsay";
+      node: NodeId;
+      outcome: "pending" | "dropped" | "stale" | "confirmed" | "disproved";
+      /** `sync`: the notice was handed over; `gossip`: gossiped, of a member held alive (unheralded). */
+      source: "sync" | "gossip";
+    };

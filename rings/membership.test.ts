@@ -238,6 +238,8 @@ describe("Membership suspicion", () => {
     expect(m.member(F)).toBeUndefined();
     expect(m.member(C)).toMatchObject({ state: "alive", incarnation: 2, addr: addr(C) });
 
+    // SWIM's order: suspected at 2 first, then declared dead at 2 (see below for a death unheralded).
+    m.handle({ type: "suspect", from: B, node: C, incarnation: 2 }, 65);
     expect(m.handle({ type: "dead", from: B, node: C, incarnation: 2 }, 70)).toEqual([
       { type: "changed", id: C, state: "dead", incarnation: 2 },
       { type: "relay" },
@@ -253,6 +255,46 @@ describe("Membership suspicion", () => {
       { id: F, state: "alive" },
     ]);
     expect(m.aliveCount()).toBe(5);
+  });
+});
+
+describe("Membership unheralded deaths", () => {
+  const hearsay = (out: MembershipAction[]) =>
+    out.flatMap((a) => (a.type === "hearsay" ? [`${a.source}:${a.outcome}`] : []));
+
+  it("a gossiped death of a member held alive (no suspicion heard) is checked with one ping first", () => {
+    const m = node([B, C, D]);
+    const out = m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 10);
+    // Not believed yet, not relayed: C is pinged, apart from the probe round.
+    expect(hearsay(out)).toEqual(["gossip:pending"]);
+    expect(out.some((a) => a.type === "relay" || a.type === "changed")).toBe(false);
+    const ping = sends(out, "ping")[0]!;
+    expect(ping.to).toBe(C);
+    expect(m.member(C)?.state).toBe("alive");
+    // C answers: the death is dropped, C stays alive, and nothing is gossiped about it.
+    const acked = m.handle({ type: "ack", from: C, seq: ping.message.seq }, 12);
+    expect(hearsay(acked)).toEqual(["gossip:disproved"]);
+    expect(drive(m, 5_000).some(({ action: a }) => a.type === "changed" && a.id === C)).toBe(false);
+    expect(m.member(C)?.state).toBe("alive");
+  });
+
+  it("an unanswered check applies the death as signed; a death after a suspicion is believed at once", () => {
+    const m = node([B, C, D]);
+    const out = m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 10);
+    expect(hearsay(out)).toEqual(["gossip:pending"]);
+    const log = drive(m, 10 + lanConfig().probeTimeoutMs, new Set([C]));
+    expect(whenChanged(log, C, "dead")).toEqual([10 + lanConfig().probeTimeoutMs]);
+    expect(log.flatMap(({ action }) => hearsay([action]))).toEqual(["gossip:confirmed"]);
+    // SWIM's usual order — suspected, then declared dead — needs no check.
+    m.handle({ type: "suspect", from: B, node: D, incarnation: 0 }, 600);
+    const dead = m.handle({ type: "dead", from: B, node: D, incarnation: 0 }, 700);
+    expect(changes(dead)).toEqual([{ id: D, state: "dead" }]);
+    expect(dead.at(-1)).toEqual({ type: "relay" });
+    // A leave is the member's own word, and an accusation of this node is refuted at once.
+    const left = m.handle({ type: "dead", from: B, node: B, incarnation: 0 }, 800);
+    expect(changes(left)).toEqual([{ id: B, state: "left" }]);
+    const refuted = m.handle({ type: "dead", from: B, node: A, incarnation: 0 }, 900);
+    expect(gossip(refuted)).toEqual([{ kind: "alive", node: A, incarnation: 1, addr: addr(A) }]);
   });
 });
 
@@ -315,6 +357,7 @@ describe("Membership reconnect", () => {
     const config = { ...lanConfig(), reconnectIntervalMs: 2000 };
     const m = new Membership({ id: A, addr: addr(A) }, config, seededRng(5));
     m.handle({ type: "seed", members: [B, C, D].map((id) => ({ id, addr: addr(id), incarnation: 0 })) }, 0);
+    m.handle({ type: "suspect", from: B, node: C, incarnation: 0 }, 100);
     m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 100);
     m.handle({ type: "dead", from: D, node: D, incarnation: 0 }, 100); // D left
     const reconnects = drive(m, 20_000).filter(
@@ -327,6 +370,7 @@ describe("Membership reconnect", () => {
     expect(gaps.every((g) => g >= 2000)).toBe(true);
 
     const plain = node([B, C]);
+    plain.handle({ type: "suspect", from: B, node: C, incarnation: 0 }, 100);
     plain.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 100);
     expect(drive(plain, 20_000).some(({ action: a }) => a.type === "send" && a.reconnect)).toBe(false);
   });
@@ -358,6 +402,7 @@ describe("Membership reconnect timer", () => {
   it("does not wake while nobody is dead, and fires on its own grid once somebody dies", () => {
     // The grid the timer drew at seeding, seen on a twin that has a dead member from the start.
     const twin = seeded();
+    twin.handle({ type: "suspect", from: B, node: C, incarnation: 0 }, 0);
     twin.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 0);
     const phase = (run(twin, 5_000).reconnects[0] ?? -1) % 1000;
     expect(phase).toBeGreaterThanOrEqual(0);
@@ -365,6 +410,7 @@ describe("Membership reconnect timer", () => {
     const m = seeded();
     // A probe round each 10 s and the start: 4 or 5 wakes, not the 30 more the timer used to add.
     expect(run(m, 30_000).wakes.length).toBeLessThanOrEqual(5);
+    m.handle({ type: "suspect", from: B, node: C, incarnation: 0 }, 30_500);
     m.handle({ type: "dead", from: B, node: C, incarnation: 0 }, 30_500);
     const { reconnects } = run(m, 35_000);
     // A ping a second from the death on, at the instants the timer would have fired had it not slept.

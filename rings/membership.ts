@@ -7,7 +7,7 @@
  */
 import { Awareness } from "./membership-awareness.ts";
 import { retransmitLimit, validateConfig } from "./membership-config.ts";
-import { Hearsay } from "./membership-hearsay.ts";
+import { deathToCheck, Hearsay, type HearsaySource } from "./membership-hearsay.ts";
 import { type MemberRecord, MemberTable } from "./membership-table.ts";
 import type {
   MembershipAction,
@@ -117,11 +117,12 @@ export class Membership {
       case "alive":
         if (this.onAlive(event.node, event.incarnation, event.addr, nowMs, out)) out.push(RELAY);
         break;
-      case "dead":
-        if (event.hearsay && event.from !== event.node && event.node !== this.table.me.id)
-          this.onHearsay(event.from, event.node, event.incarnation, nowMs, out);
+      case "dead": {
+        const source = deathToCheck(event, this.table.get(event.node), this.table.me.id);
+        if (source !== undefined) this.onHearsay(event, source, nowMs, out);
         else if (this.table.dead(event.from, event.node, event.incarnation, nowMs, out)) out.push(RELAY);
         break;
+      }
       case "leave":
         this.table.leave(nowMs, out);
         this.left = true;
@@ -265,18 +266,24 @@ export class Membership {
     return m !== this.table.me && (m.state === "alive" || m.state === "suspect");
   }
 
-  /** A death handed over point to point: ping the member now, believe it only if no ack comes. */
-  private onHearsay(from: NodeId, node: NodeId, incarnation: number, nowMs: number, out: MembershipAction[]) {
+  /** A death to check: ping the member now, believe the death only if no ack comes. */
+  private onHearsay(
+    event: Extract<MembershipEvent, { type: "dead" }>,
+    source: HearsaySource,
+    nowMs: number,
+    out: MembershipAction[],
+  ): void {
+    const { from, node, incarnation } = event;
     const m = this.table.get(node);
     const news = m !== undefined && this.probeable(m) && incarnation >= m.incarnation;
     if (!news || this.hearsay.has(node, incarnation)) {
-      if (!news) out.push({ type: "hearsay", node, outcome: "stale" });
+      if (!news) out.push({ type: "hearsay", node, outcome: "stale", source });
       return; // stale, or a check of it is in flight
     }
     const seq = this.nextSeq();
     const deadlineMs = nowMs + this.awareness.scale(this.config.probeTimeoutMs);
-    const added = this.hearsay.add(node, { from, incarnation, seq, deadlineMs });
-    out.push({ type: "hearsay", node, outcome: added ? "pending" : "dropped" });
+    const added = this.hearsay.add(node, { from, incarnation, seq, deadlineMs, source });
+    out.push({ type: "hearsay", node, outcome: added ? "pending" : "dropped", source });
     if (added) this.send(node, m.addr, { kind: "ping", seq, target: node }, out);
   }
 
@@ -284,7 +291,7 @@ export class Membership {
   private expireHearsay(nowMs: number, out: MembershipAction[]): void {
     for (const [node, heard] of this.hearsay.expire(nowMs)) {
       if (this.table.dead(heard.from, node, heard.incarnation, nowMs, out))
-        out.push({ type: "hearsay", node, outcome: "confirmed" });
+        out.push({ type: "hearsay", node, outcome: "confirmed", source: heard.source });
     }
   }
 
@@ -321,7 +328,7 @@ export class Membership {
     }
     const checked = this.hearsay.acked(from, seq);
     if (checked !== undefined) {
-      out.push({ type: "hearsay", node: checked, outcome: "disproved" });
+      out.push({ type: "hearsay", node: from, outcome: "disproved", source: checked.source });
       return;
     }
     const relay = this.relays.get(seq);
