@@ -9,6 +9,7 @@
 export * from "./clock.ts";
 export * from "./daemon/index.ts";
 export * from "./mesh-node.ts";
+export * from "./mesh-node-commands.ts";
 export * from "./nats-server.ts";
 export * from "./nats-server-files.ts";
 export * from "./node/admit.ts";

@@ -5,8 +5,9 @@
  * verify, decode; a frame's items in batches whose signatures are checked back to back) and each
  * accepted envelope is applied: probes to membership, gossip to membership
  * and the gossip layer (which forwards it unchanged — nothing is re-signed on the way), certificates
- * and revocations to the trust store, application broadcasts to the subscriber. Outbound, the node
- * signs only what it originates, and piggybacks queued gossip on its probes.
+ * and revocations to the trust store, application broadcasts to the subscriber, commands and results
+ * to mesh-node-commands.ts, membership syncs to mesh-node-sync.ts. Outbound, the node signs only
+ * what it originates, and piggybacks queued gossip on its probes.
  *
  * The same class runs in the daemon (system clock, ZeroMQ or NATS) and a thousand times in one
  * process in simulations (virtual clock, memory network).
@@ -59,6 +60,7 @@ import {
   TrustStore,
 } from "../rings/index.ts";
 import type { Clock, TimerId } from "./clock.ts";
+import { type DeliveredCommand, type DeliveredResult, MeshNodeCommands } from "./mesh-node-commands.ts";
 import { MeshNodeSync } from "./mesh-node-sync.ts";
 import type { Transport } from "./transport/transport.ts";
 
@@ -107,47 +109,6 @@ export interface DeliveredBroadcast {
   readonly data: Uint8Array;
 }
 
-/** An operator's command this node accepted (signature, chain and role checked), once per message. */
-export interface DeliveredCommand {
-  /** The command envelope's message id. */
-  readonly id: string;
-  /** Hex of the operator key that signed it. */
-  readonly sender: string;
-  readonly command: PayloadOf<typeof MessageType.Command>;
-  /** The envelope exactly as signed, for audit and for answering. */
-  readonly envelope: Uint8Array;
-}
-
-/** A node's signed result this node accepted, once per message. */
-export interface DeliveredResult {
-  readonly id: string;
-  /** Hex of the node key that signed it. */
-  readonly sender: string;
-  readonly result: PayloadOf<typeof MessageType.Result>;
-  /** The envelope exactly as signed, so a client can verify it itself. */
-  readonly envelope: Uint8Array;
-}
-
-/** Commands (and results) remembered for routing results back up their tree. */
-export const MAX_RECENT_COMMANDS = 4_096;
-
-/**
- * A command heard again this long after its first copy is a retry from the node where the operator
- * waits (gossip's own copies arrive within a round or two): the node answers it with the result it
- * already sent, since the first one was lost on its way up.
- */
-export const COMMAND_RETRY_AFTER_MS = 1_000;
-
-/** What a node remembers of a recent command: where it came from, when, and its own answer. */
-interface CommandRoute {
-  /** The address it first came from; null where it entered the mesh (the tree's root). */
-  readonly parent: string | null;
-  /** When it was last heard: its first arrival, or the last retry answered. */
-  heardMs: number;
-  /** This node's signed result, once it has one. */
-  answer?: Uint8Array;
-}
-
 /** The largest application payload `publish` accepts (it must fit one gossip frame). */
 export const MAX_PUBLISH_BYTES = 1_024;
 
@@ -180,19 +141,11 @@ export class MeshNode {
   #stopped = false;
   #onBroadcast: ((b: DeliveredBroadcast) => void) | undefined;
   #onMember: ((id: NodeId, state: MemberState, incarnation: number) => void) | undefined;
-  #onCommand: ((c: DeliveredCommand) => void) | undefined;
-  #onResult: ((r: DeliveredResult) => void) | undefined;
   #onTrust: ((kind: "certificate" | "revocation", envelope: Uint8Array) => void) | undefined;
   /** The death notices we keep (sent along on reconnect, offered in syncs) and the sync itself. */
   readonly #sync: MeshNodeSync;
-  /**
-   * For each recent command: the address it first came from (null where it entered the mesh). The
-   * first arrivals form a tree rooted at the node where the operator waits; results travel back up
-   * it hop by hop instead of being gossiped to everyone (N messages, not N²).
-   */
-  readonly #commands = new Map<string, CommandRoute>();
-  /** Results already handled here, so a result that arrives twice goes up the tree once. */
-  readonly #resultsSeen = new Set<string>();
+  /** Commands and their results, routed back up each command's tree (mesh-node-commands.ts). */
+  readonly #commands: MeshNodeCommands;
   /** Our own newest signed `alive`, once we have announced or refuted: it rides on our acks. */
   #ownAlive: Uint8Array | undefined;
   /**
@@ -235,6 +188,21 @@ export class MeshNode {
       maxFrameBytes: this.#gossipConfig.maxFrameBytes,
       maxFrameItems: this.#gossipConfig.maxFrameItems,
     });
+    this.#commands = new MeshNodeCommands({
+      self: this.id,
+      address: opts.transport.address,
+      counters: this.counters,
+      maxHops: this.#gossipConfig.maxHops,
+      sendFrame: (addr, frame) => opts.transport.send(addr, frame),
+      addrOf: (node) => this.membership.member(node)?.addr,
+      sealResult: (result) => this.#seal(MessageType.Result, result),
+      gossipResult: (id, envelope, hops) => {
+        const event = { type: "accepted" as const, id, envelope, hops, from: null, priority: "app" as const };
+        this.#gossipActions(this.gossip.handle(event, this.#now()));
+        this.#reschedule();
+      },
+      forward: (msg, now) => this.#forward(msg, "app", now),
+    });
     opts.transport.onFrame((from, frame) => this.#onFrame(from, frame));
   }
 
@@ -257,12 +225,12 @@ export class MeshNode {
 
   /** Called for every operator command this node accepts (once per message); it is also forwarded. */
   onCommand(handler: (c: DeliveredCommand) => void): void {
-    this.#onCommand = handler;
+    this.#commands.onCommand = handler;
   }
 
   /** Called for every signed result this node accepts (once per message); it is also forwarded. */
   onResult(handler: (r: DeliveredResult) => void): void {
-    this.#onResult = handler;
+    this.#commands.onResult = handler;
   }
 
   /**
@@ -271,15 +239,7 @@ export class MeshNode {
    */
   publishResult(result: PayloadOf<typeof MessageType.Result>): string {
     if (this.#stopped) throw new PublishRefusedError("the node is stopped");
-    const envelope = this.#seal(MessageType.Result, result);
-    const id = envelopeIdKey(envelope)!;
-    this.#remember(this.#resultsSeen, id);
-    const commandId = messageIdKey(result.commandId);
-    const route = this.#commands.get(commandId);
-    if (route !== undefined) route.answer = envelope;
-    this.#onResult?.({ id, sender: this.id, result, envelope });
-    this.#routeResult(id, envelope, commandId, this.#gossipConfig.maxHops);
-    return id;
+    return this.#commands.publishResult(result);
   }
 
   /**
@@ -288,16 +248,7 @@ export class MeshNode {
    * again with the result it already sent (COMMAND_RETRY_AFTER_MS). Returns how many were sent to.
    */
   retryCommand(envelope: Uint8Array, nodes: readonly NodeId[]): number {
-    if (this.#stopped) return 0;
-    const frame = encodeFrame([{ hops: 0, envelope }]);
-    let sent = 0;
-    for (const node of nodes) {
-      const addr = this.membership.member(node)?.addr;
-      if (addr === undefined || node === this.id) continue;
-      if (this.#opts.transport.send(addr, frame) === null) sent++;
-    }
-    if (sent > 0) this.counters.inc("commands-retried", sent);
-    return sent;
+    return this.#stopped ? 0 : this.#commands.retry(envelope, nodes);
   }
 
   /**
@@ -383,8 +334,8 @@ export class MeshNode {
       // Results routed up a command's tree are not in gossip's seen-set: check both, so a repeated
       // result is dropped before its signature is checked, like every other duplicate.
       hasSeen: (id: string) => {
-        if (!this.gossip.hasSeen(id)) return this.#resultsSeen.has(id);
-        this.#answerAgain(id, from, now);
+        if (!this.gossip.hasSeen(id)) return this.#commands.hasSeenResult(id);
+        this.#commands.heardAgain(id, from, now);
         return true;
       },
       counters: this.counters,
@@ -481,32 +432,12 @@ export class MeshNode {
         this.#onBroadcast?.({ id: msg.id, sender, topic: p.topic, data: p.data });
         return;
       }
-      case MessageType.Command: {
-        const command = msg.payload as PayloadOf<typeof MessageType.Command>;
-        if (command.expiresMs <= now) {
-          this.counters.inc("rejected:expired-command");
-          return;
-        }
-        this.#remember(this.#commands, msg.id, {
-          parent: fromAddr === this.#opts.transport.address ? null : fromAddr,
-          heardMs: now,
-        });
-        this.#forward(msg, "app", now);
-        this.#onCommand?.({ id: msg.id, sender, command, envelope: envelope.bytes.slice() });
+      case MessageType.Command:
+        this.#commands.applyCommand(msg, fromAddr, now);
         return;
-      }
-      case MessageType.Result: {
-        this.#remember(this.#resultsSeen, msg.id);
-        const result = msg.payload as PayloadOf<typeof MessageType.Result>;
-        this.#onResult?.({ id: msg.id, sender, result, envelope: envelope.bytes.slice() });
-        this.#routeResult(
-          msg.id,
-          envelope.bytes.slice(),
-          messageIdKey(result.commandId),
-          this.#gossipConfig.maxHops,
-        );
+      case MessageType.Result:
+        this.#commands.applyResult(msg);
         return;
-      }
       case MessageType.Digest:
       case MessageType.Want: {
         const p = msg.payload as PayloadOf<typeof MessageType.Digest>;
@@ -517,50 +448,6 @@ export class MeshNode {
       }
       default:
         this.counters.inc(`ignored:type-${envelope.type}`);
-    }
-  }
-
-  /**
-   * Send a result one hop up its command's tree; at the root, stop; for a command this node never
-   * saw (it may have restarted), fall back to gossip.
-   */
-  #routeResult(id: string, envelope: Uint8Array, commandId: string, hops: number): void {
-    const parent = this.#commands.get(commandId)?.parent;
-    if (parent === null) return;
-    if (parent !== undefined) {
-      const refused = this.#opts.transport.send(parent, encodeFrame([{ hops: 0, envelope }]));
-      if (refused === null) {
-        this.counters.inc("results-routed");
-        return;
-      }
-    }
-    this.counters.inc("results-gossiped");
-    this.#gossipActions(
-      this.gossip.handle({ type: "accepted", id, envelope, hops, from: null, priority: "app" }, this.#now()),
-    );
-    this.#reschedule();
-  }
-
-  /**
-   * A command heard again (a duplicate, `id` from `from`): when it is a retry — long after the first
-   * copy — and this node has answered it, send the answer back to whoever asked again.
-   */
-  #answerAgain(id: string, from: string, now: number): void {
-    const route = this.#commands.get(id);
-    if (route?.answer === undefined || now - route.heardMs < COMMAND_RETRY_AFTER_MS) return;
-    if (from === this.#opts.transport.address) return;
-    route.heardMs = now;
-    if (this.#opts.transport.send(from, encodeFrame([{ hops: 0, envelope: route.answer }])) === null)
-      this.counters.inc("results-resent");
-  }
-
-  /** Add to a bounded recent-set or map (oldest dropped past MAX_RECENT_COMMANDS). */
-  #remember<V>(into: Map<string, V> | Set<string>, key: string, value?: V): void {
-    if (into instanceof Map) into.set(key, value as V);
-    else into.add(key);
-    if (into.size > MAX_RECENT_COMMANDS) {
-      const oldest = into.keys().next().value;
-      if (oldest !== undefined) into.delete(oldest);
     }
   }
 

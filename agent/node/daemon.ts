@@ -17,7 +17,8 @@ import { Counters, isMemberOf, type NodeId, seededRng } from "../../rings/index.
 import { systemClock } from "../clock.ts";
 import type { DaemonConfig } from "../daemon/config-fields.ts";
 import { type ControlServer, serveControl } from "../daemon/control-socket.ts";
-import { type DeliveredResult, MAX_RECENT_COMMANDS, MeshNode } from "../mesh-node.ts";
+import { MeshNode } from "../mesh-node.ts";
+import { type DeliveredResult, MAX_RECENT_COMMANDS } from "../mesh-node-commands.ts";
 import { readKeyFile } from "../store/key-file.ts";
 import type { NodeStore } from "../store/store.ts";
 import type { ChildGiveUpEvent, Supervisor } from "../supervise/index.ts";
