@@ -209,17 +209,7 @@ export class Gossip {
         this.queue.supersede(event.subject);
         return [];
       case "release":
-        if (!this.seen.has(event.id)) return [];
-        return this.disseminate(
-          {
-            id: event.id,
-            envelope: event.envelope,
-            hops: Math.min(event.hops, this.config.maxHops) - 1,
-            priority: event.priority,
-          },
-          event.from,
-          event.subject,
-        );
+        return this.seen.has(event.id) ? this.passOn(event) : [];
       case "publish":
         if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.published++;
@@ -231,18 +221,7 @@ export class Gossip {
       case "accepted":
         if (!this.remember(event.id, event.envelope, event.priority, nowMs, event.repair ?? true)) return [];
         this.counters.accepted++;
-        if (event.relay === false) return [];
-        // Clamped: a peer cannot buy a message more reach than this node would give its own.
-        return this.disseminate(
-          {
-            id: event.id,
-            envelope: event.envelope,
-            hops: Math.min(event.hops, this.config.maxHops) - 1,
-            priority: event.priority,
-          },
-          event.from,
-          event.subject,
-        );
+        return event.relay === false ? [] : this.passOn(event);
       case "digest":
         return this.onDigest(event.from, event.ids, nowMs);
       case "want":
@@ -311,6 +290,16 @@ export class Gossip {
     this.lane(priority).set(id, { envelope, priority, expiresAtMs: nowMs + this.config.historyTtlMs });
     this.pruneHistory(nowMs);
     return true;
+  }
+
+  /**
+   * Pass a message received from `from` on with one hop fewer, clamped: a peer cannot buy a message
+   * more reach than this node would give its own.
+   */
+  private passOn(event: Extract<GossipEvent, { type: "accepted" | "release" }>): GossipAction[] {
+    const { id, envelope, priority } = event;
+    const hops = Math.min(event.hops, this.config.maxHops) - 1;
+    return this.disseminate({ id, envelope, hops, priority }, event.from, event.subject);
   }
 
   /** Eager push to `fanout` peers other than `from`, then queue for lazy gossip. */
